@@ -1,0 +1,50 @@
+# One entry point for everything a developer or CI runs.
+#   make demo   - the main job: local cluster + driver + the namespace demo
+#   make test   - lint, types and every test suite (starts the local cluster when needed)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+
+# Markers that need the local cluster; everything else is unit/protocol and runs in seconds.
+CLUSTER_MARKERS := cluster or integration or e2e or reliability or security
+
+.PHONY: venv lint test test-fast test-cluster proto proto-check cluster-up cluster-down cluster-logs demo bench clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## The README's test command: lint, then fast tests, then the real-cluster suites.
+test: lint test-fast test-cluster
+
+test-fast: venv
+	$(BIN)/pytest -m "not ($(CLUSTER_MARKERS))"
+
+test-cluster: venv
+	$(BIN)/pytest -m "$(CLUSTER_MARKERS)"
+
+proto: venv
+	$(PY) -m space_dra.proto.generate
+
+proto-check: venv
+	$(PY) -m space_dra.proto.generate --check
+
+cluster-up: venv
+	$(PY) -m localcluster up
+
+cluster-down: venv
+	$(PY) -m localcluster down
+
+cluster-logs: venv
+	$(PY) -m localcluster logs
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
