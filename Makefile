@@ -32,10 +32,10 @@ test-cluster: venv
 	$(BIN)/pytest -m "$(CLUSTER_MARKERS)"
 
 proto: venv
-	$(PY) -m space_dra.proto.generate
+	$(PY) tools/genproto.py
 
 proto-check: venv
-	$(PY) -m space_dra.proto.generate --check
+	$(PY) tools/genproto.py --check
 
 cluster-up: venv
 	$(PY) -m localcluster up

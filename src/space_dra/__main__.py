@@ -1,0 +1,5 @@
+import sys
+
+from space_dra.cli import main
+
+sys.exit(main())

@@ -1,0 +1,190 @@
+"""Command line: ``space-dra {kubelet-plugin,controller,version}``.
+
+Every flag also reads an environment variable (shown in ``--help``), which is how
+the Helm chart configures the pods.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from space_dra import __version__
+from space_dra.contract import DEFAULT_DRIVER_NAME
+
+
+def _env(name: str, default: str | None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def _add(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    env: str,
+    default: str | None,
+    help_text: str,
+    kind: type = str,
+    choices: Sequence[str] | None = None,
+) -> None:
+    shown = "in-cluster" if default is None else default
+    parser.add_argument(
+        flag,
+        default=_env(env, default),
+        type=kind,
+        choices=choices,
+        help=f"{help_text} [env {env}; default {shown}]",
+    )
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    _add(parser, "--driver-name", "DRIVER_NAME", DEFAULT_DRIVER_NAME, "DRA driver name")
+    _add(
+        parser, "--kubeconfig", "KUBECONFIG", None, "kubeconfig file; empty means in-cluster config"
+    )
+    _add(
+        parser,
+        "--log-format",
+        "SPACE_DRA_LOG_FORMAT",
+        "text",
+        "log encoding",
+        choices=("text", "json"),
+    )
+    _add(
+        parser,
+        "--log-level",
+        "SPACE_DRA_LOG_LEVEL",
+        "info",
+        "log level",
+        choices=("debug", "info", "warning", "error"),
+    )
+    _add(
+        parser,
+        "--http-address",
+        "SPACE_DRA_HTTP_ADDRESS",
+        "0.0.0.0",  # noqa: S104 - probes and scrapes come from other pods
+        "address for /metrics, /healthz, /readyz",
+    )
+    _add(
+        parser,
+        "--http-port",
+        "SPACE_DRA_HTTP_PORT",
+        "8080",
+        "port for /metrics, /healthz, /readyz",
+        int,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="space-dra",
+        description=(
+            "A DRA driver whose device is a freshly provisioned namespace with scoped credentials."
+        ),
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    plugin = commands.add_parser(
+        "kubelet-plugin",
+        help="run the node plugin (DaemonSet): prepares claims for the kubelet over gRPC",
+        description=(
+            "Serve the kubelet DRA protocol on unix sockets; write CDI specs and credentials."
+        ),
+    )
+    _common(plugin)
+    _add(plugin, "--node-name", "NODE_NAME", "", "this node's name (for logs)")
+    _add(
+        plugin,
+        "--plugins-dir",
+        "SPACE_DRA_PLUGINS_DIR",
+        "/var/lib/kubelet/plugins",
+        "kubelet plugins directory; the DRA socket goes in <dir>/<driver>/",
+    )
+    _add(
+        plugin,
+        "--registrar-dir",
+        "SPACE_DRA_REGISTRAR_DIR",
+        "/var/lib/kubelet/plugins_registry",
+        "kubelet plugin registration directory",
+    )
+    _add(
+        plugin,
+        "--cdi-dir",
+        "SPACE_DRA_CDI_DIR",
+        "/var/run/cdi",
+        "directory containerd reads CDI specs from",
+    )
+    _add(
+        plugin,
+        "--artifact-dir",
+        "SPACE_DRA_ARTIFACT_DIR",
+        "/var/run/claim-artifacts",
+        "host directory for per-claim kubeconfig, token and CA files",
+    )
+    _add(
+        plugin,
+        "--checkpoint",
+        "SPACE_DRA_CHECKPOINT",
+        "",
+        "checkpoint file [default <plugins-dir>/<driver>/checkpoint.json]",
+    )
+    _add(
+        plugin,
+        "--api-server-url",
+        "SPACE_DRA_API_SERVER_URL",
+        "",
+        "API server URL written into pods' kubeconfigs, replacing the one the controller recorded",
+    )
+    _add(
+        plugin,
+        "--ca-file",
+        "SPACE_DRA_CA_FILE",
+        "",
+        "CA bundle written into pods' kubeconfigs [default: the CA this plugin's client trusts]",
+    )
+    _add(
+        plugin,
+        "--token-lifetime",
+        "SPACE_DRA_TOKEN_LIFETIME",
+        "3600",
+        "token lifetime in seconds when no NamespaceConfig sets one",
+        int,
+    )
+    _add(
+        plugin,
+        "--wait-timeout",
+        "SPACE_DRA_WAIT_TIMEOUT",
+        "20",
+        "seconds prepare waits for the controller to make a namespace ready (< the kubelet's 45)",
+        float,
+    )
+    _add(
+        plugin,
+        "--rolling-update-uid",
+        "POD_UID",
+        "",
+        "pod UID; when set, socket names include it so two plugin pods can overlap during updates",
+    )
+
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "version":
+        print(f"space-dra {__version__}")
+        return 0
+
+    from space_dra import logs
+
+    logs.configure(args.log_format, args.log_level)
+    from space_dra.plugin.main import run
+
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""The contract between the controller and the kubelet plugin.
+
+Only the controller provisions; the plugin only reads what the controller recorded.
+The record lives in the claim's ``status.devices[]`` entry for each allocated
+device of our driver: ``data`` names the namespace, its ServiceAccount and the API
+server URL pods should use, and the ``NamespaceReady`` / ``NamespaceFailed``
+conditions say whether it can be used. Both sides import this module so the
+field names, condition types and labels exist exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lightkube.resources.resource_v1 import ResourceClaim
+
+DEFAULT_DRIVER_NAME = "space.resource.example.com"
+POOL_NAME = "space"
+CDI_CLASS = "namespace"
+CONFIG_API_VERSION = "space.resource.example.com/v1alpha1"
+CONFIG_KIND = "NamespaceConfig"
+
+CONDITION_READY = "NamespaceReady"
+CONDITION_FAILED = "NamespaceFailed"
+
+# Set by the resourceclaim controller on claims generated from a pod's
+# ResourceClaimTemplate; the generated claim's own name is random.
+POD_CLAIM_NAME_ANNOTATION = "resource.kubernetes.io/pod-claim-name"
+
+# The ServiceAccount the controller creates in every ephemeral namespace. It is
+# constant so one ClusterRole can name it in resourceNames for token minting.
+WORKLOAD_SERVICE_ACCOUNT = "space-user"
+
+
+class RecordError(ValueError):
+    """The controller's record for a device is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class NamespaceRecord:
+    """What the controller provisioned for one allocated device."""
+
+    namespace: str
+    service_account: str
+    server: str
+
+    def to_data(self) -> dict[str, str]:
+        return {
+            "namespace": self.namespace,
+            "serviceAccount": self.service_account,
+            "server": self.server,
+        }
+
+    @classmethod
+    def from_data(cls, data: Any) -> NamespaceRecord:
+        if not isinstance(data, dict):
+            raise RecordError("status data is not an object")
+        fields = {}
+        for key in ("namespace", "serviceAccount", "server"):
+            value = data.get(key)
+            if not isinstance(value, str) or not value:
+                raise RecordError(f"status data field {key!r} is missing or not a string")
+            fields[key] = value
+        if not fields["server"].startswith("https://"):
+            raise RecordError(
+                f"status data field 'server' is not an https URL: {fields['server']!r}"
+            )
+        return cls(fields["namespace"], fields["serviceAccount"], fields["server"])
+
+
+@dataclass(frozen=True)
+class DeviceRef:
+    """One device of our pool, as allocated to a claim."""
+
+    request: str
+    pool: str
+    device: str
+    admin_access: bool = False
+    share_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """The controller's view of one allocated device, read back from claim status."""
+
+    record: NamespaceRecord | None
+    ready: bool
+    failure: str | None
+
+
+@dataclass(frozen=True)
+class ManagementLabels:
+    """Label and annotation keys, scoped by driver name so two installs never mix."""
+
+    driver: str
+
+    @property
+    def managed_by(self) -> str:
+        return f"{self.driver}/managed-by"
+
+    @property
+    def claim_uid(self) -> str:
+        return f"{self.driver}/claim-uid"
+
+    @property
+    def device(self) -> str:
+        return f"{self.driver}/device"
+
+    @property
+    def claim_ref(self) -> str:
+        return f"{self.driver}/claim"
+
+    @property
+    def ownership(self) -> str:
+        return f"{self.driver}/ownership"
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.driver}/"
+
+
+class ClaimView:
+    """Read-only accessors over a ResourceClaim, for one driver."""
+
+    def __init__(self, claim: ResourceClaim, driver: str) -> None:
+        self.claim = claim
+        self.driver = driver
+        meta = claim.metadata
+        self.uid: str = (meta.uid if meta else None) or ""
+        self.namespace: str = (meta.namespace if meta else None) or ""
+        self.name: str = (meta.name if meta else None) or ""
+        annotations = (meta.annotations if meta else None) or {}
+        pod_claim_name = annotations.get(POD_CLAIM_NAME_ANNOTATION)
+        self.display_name: str = pod_claim_name if isinstance(pod_claim_name, str) else self.name
+
+    @property
+    def allocated(self) -> bool:
+        return bool(self.claim.status and self.claim.status.allocation)
+
+    @property
+    def deleting(self) -> bool:
+        return bool(self.claim.metadata and self.claim.metadata.deletionTimestamp)
+
+    def our_devices(self) -> list[DeviceRef]:
+        """Allocation results of our driver, in allocation order."""
+        allocation = self.claim.status.allocation if self.claim.status else None
+        results = (allocation.devices.results if allocation and allocation.devices else None) or []
+        return [
+            DeviceRef(
+                request=r.request,
+                pool=r.pool,
+                device=r.device,
+                admin_access=bool(r.adminAccess),
+                share_id=r.shareID,
+            )
+            for r in results
+            if r.driver == self.driver
+        ]
+
+    def opaque_configs(self, request: str) -> list[tuple[str, Any]]:
+        """(source, parameters) of our opaque configs that apply to ``request``.
+
+        Ordered as the allocation lists them: class configs first, then the claim's.
+        A config naming a parent request also applies to its subrequests.
+        """
+        allocation = self.claim.status.allocation if self.claim.status else None
+        configs = (allocation.devices.config if allocation and allocation.devices else None) or []
+        parent = request.split("/", 1)[0]
+        selected = []
+        for entry in configs:
+            if entry.opaque is None or entry.opaque.driver != self.driver:
+                continue
+            if entry.requests and request not in entry.requests and parent not in entry.requests:
+                continue
+            selected.append((entry.source, entry.opaque.parameters))
+        return selected
+
+    def device_state(self, ref: DeviceRef) -> DeviceState:
+        for status in (self.claim.status.devices if self.claim.status else None) or []:
+            if (status.driver, status.pool, status.device) != (self.driver, ref.pool, ref.device):
+                continue
+            if status.shareID != ref.share_id:
+                continue
+            conditions = {c.type: c for c in status.conditions or []}
+            failed = conditions.get(CONDITION_FAILED)
+            if failed is not None and failed.status == "True":
+                return DeviceState(None, ready=False, failure=f"{failed.reason}: {failed.message}")
+            ready = conditions.get(CONDITION_READY)
+            if ready is None or ready.status != "True":
+                return DeviceState(None, ready=False, failure=None)
+            return DeviceState(NamespaceRecord.from_data(status.data), ready=True, failure=None)
+        return DeviceState(None, ready=False, failure=None)

@@ -1,0 +1,84 @@
+"""Prometheus metrics of both components, in one registry per process.
+
+Names follow ``space_dra_<component>_<what>_<unit>``. Label values are bounded
+(results and reasons from fixed sets), never claim UIDs, so cardinality stays flat
+however many claims come and go.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+# From sub-millisecond (warm prepare) to the kubelet's 45 s budget.
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    20,
+    45,
+)
+
+PREPARE_CLAIMS = Counter(
+    "space_dra_plugin_prepare_claims_total",
+    "Claims NodePrepareResources handled, by result.",
+    ["result"],
+    registry=REGISTRY,
+)
+PREPARE_SECONDS = Histogram(
+    "space_dra_plugin_prepare_claim_duration_seconds",
+    "Time to prepare one claim, by result (ok, error) and path (warm: already prepared).",
+    ["result", "path"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+UNPREPARE_CLAIMS = Counter(
+    "space_dra_plugin_unprepare_claims_total",
+    "Claims NodeUnprepareResources handled, by result.",
+    ["result"],
+    registry=REGISTRY,
+)
+UNPREPARE_SECONDS = Histogram(
+    "space_dra_plugin_unprepare_claim_duration_seconds",
+    "Time to unprepare one claim, by result.",
+    ["result"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+PREPARED_CLAIMS = Gauge(
+    "space_dra_plugin_prepared_claims",
+    "Claims currently prepared on this node.",
+    registry=REGISTRY,
+)
+TOKEN_REFRESHES = Counter(
+    "space_dra_plugin_token_refreshes_total",
+    "Background token refreshes and artifact repairs, by result.",
+    ["result"],
+    registry=REGISTRY,
+)
+REGISTERED = Gauge(
+    "space_dra_plugin_registered",
+    "1 when the kubelet accepted the plugin's registration, 0 when it rejected it.",
+    registry=REGISTRY,
+)
+CHECKPOINT_RECOVERIES = Counter(
+    "space_dra_plugin_checkpoint_recoveries_total",
+    "Times an unreadable checkpoint was moved aside and rebuilt from CDI specs.",
+    registry=REGISTRY,
+)
+
+
+def exposition() -> bytes:
+    return generate_latest(REGISTRY)

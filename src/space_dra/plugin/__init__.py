@@ -1,0 +1,1 @@
+"""The kubelet plugin: the node side of the driver."""

@@ -1,0 +1,55 @@
+"""Turn parsed command-line arguments into a running kubelet plugin."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from space_dra.kube import cluster_ca, connect
+from space_dra.logs import log_event
+from space_dra.plugin.driver import DriverOptions
+from space_dra.plugin.server import PluginOptions, PluginServer, run_until_signalled
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "space-dra-kubelet-plugin"
+
+
+def _read_ca(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+async def run(args: argparse.Namespace) -> int:
+    async with connect(args.kubeconfig or None, FIELD_MANAGER) as kube:
+        ca_pem = _read_ca(args.ca_file) if args.ca_file else cluster_ca(kube.config)
+        plugins_dir = Path(args.plugins_dir)
+        options = PluginOptions(
+            driver=DriverOptions(
+                driver_name=args.driver_name,
+                cdi_dir=Path(args.cdi_dir),
+                artifact_dir=Path(args.artifact_dir),
+                checkpoint_path=Path(args.checkpoint)
+                if args.checkpoint
+                else plugins_dir / args.driver_name / "checkpoint.json",
+                ca_pem=ca_pem,
+                server_override=args.api_server_url or None,
+                wait_timeout=args.wait_timeout,
+                default_token_seconds=args.token_lifetime,
+            ),
+            plugins_dir=plugins_dir,
+            registrar_dir=Path(args.registrar_dir),
+            rolling_update_uid=args.rolling_update_uid or None,
+            http_host=args.http_address,
+            http_port=args.http_port,
+        )
+        log_event(
+            log,
+            logging.INFO,
+            "plugin_starting",
+            driver=args.driver_name,
+            node=args.node_name,
+            server=str(kube.config.cluster.server),
+        )
+        await run_until_signalled(PluginServer(kube, options))
+    return 0
