@@ -1,0 +1,18 @@
+"""A real single-node Kubernetes, built from upstream components and run as local processes.
+
+See localcluster/README.md. Entry points: ``python -m localcluster up|down|status|logs`` and
+``localcluster.ensure_cluster()`` (used by the pytest fixture).
+"""
+
+from __future__ import annotations
+
+from localcluster.client import ClusterHandle, KubectlError
+from localcluster.cluster import LocalCluster
+
+
+def ensure_cluster() -> ClusterHandle:
+    """Reuse the running cluster (``up`` is a quick no-op then) or start one."""
+    return LocalCluster.default().up()
+
+
+__all__ = ["ClusterHandle", "KubectlError", "LocalCluster", "ensure_cluster"]

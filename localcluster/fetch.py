@@ -1,0 +1,373 @@
+"""Get every binary the cluster runs into the version-keyed cache.
+
+* host packages (runc, iptables, conntrack, ...) with the host's own ``apt-get install``;
+* Debian trixie packages (containerd, etcd, CNI plugins, busybox) with a private apt state dir,
+  ``apt-get download`` and ``dpkg -x`` (nothing is installed on the host);
+* Go programs (Kubernetes, CoreDNS, Helm, test helpers) with ``go build`` in their pinning module.
+
+Each cache entry is only (re)built when its stamp, which records the build inputs, differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from localcluster import versions
+from localcluster.layout import REPO_ROOT, Layout
+
+
+def say(msg: str) -> None:
+    print(f"localcluster: {msg}", file=sys.stderr, flush=True)
+
+
+def _run(argv: Sequence[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(list(argv), capture_output=True, text=True, check=False, **kw)  # type: ignore[call-overload]
+    if res.returncode != 0:
+        raise RuntimeError(
+            f"command failed ({res.returncode}): {' '.join(argv)}\n{res.stdout[-3000:]}\n"
+            f"{res.stderr[-3000:]}"
+        )
+    return res  # type: ignore[no-any-return]
+
+
+# --- host packages -------------------------------------------------------------------------------
+def ensure_host_packages() -> None:
+    """Install missing host tools with the host's apt (they are ordinary Debian packages)."""
+    missing = sorted(
+        {pkg for binary, pkg in versions.HOST_PACKAGES.items() if shutil.which(binary) is None}
+    )
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise RuntimeError(f"missing host packages {missing}; run as root to install them")
+    say(f"installing host packages: {' '.join(missing)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    res = subprocess.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", *missing],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if res.returncode != 0:
+        _run(["apt-get", "update"], env=env)
+        _run(["apt-get", "install", "-y", "--no-install-recommends", *missing], env=env)
+
+
+# --- Debian trixie packages ----------------------------------------------------------------------
+def _host_debian_mirror() -> tuple[str, str]:
+    """The host's configured Debian archive URI and its keyring (we reuse the host's mirror)."""
+    sources_d = Path("/etc/apt/sources.list.d")
+    for f in sorted(sources_d.glob("*.sources")):
+        for stanza in f.read_text().split("\n\n"):
+            fields: dict[str, str] = {}
+            for line in stanza.splitlines():
+                if line.startswith("#") or ":" not in line:
+                    continue
+                k, v = line.split(":", 1)
+                fields[k.strip().lower()] = v.strip()
+            suites = fields.get("suites", "").split()
+            uris = fields.get("uris", "").split()
+            if (
+                uris
+                and any(s and "security" not in s for s in suites)
+                and "main" in fields.get("components", "")
+            ):
+                keyring = fields.get("signed-by", "/usr/share/keyrings/debian-archive-keyring.gpg")
+                return uris[0], keyring
+    legacy = Path("/etc/apt/sources.list")
+    if legacy.exists():
+        for line in legacy.read_text().splitlines():
+            m = re.match(r"deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s+.*\bmain\b", line)
+            if m and "security" not in m.group(2):
+                return m.group(1), "/usr/share/keyrings/debian-archive-keyring.gpg"
+    raise RuntimeError("no Debian archive configured in /etc/apt; cannot fetch trixie packages")
+
+
+def _apt_opts(layout: Layout) -> list[str]:
+    apt = layout.apt
+    return [
+        "-o",
+        f"Dir::State={apt}",
+        "-o",
+        f"Dir::State::Lists={apt / 'lists'}",
+        "-o",
+        "Dir::State::status=/dev/null",
+        "-o",
+        f"Dir::Cache={apt}",
+        "-o",
+        f"Dir::Cache::Archives={apt / 'archives'}",
+        "-o",
+        f"Dir::Etc::SourceList={apt / 'etc' / 'sources.list'}",
+        "-o",
+        "Dir::Etc::SourceParts=/nonexistent",
+        "-o",
+        "APT::Architecture=amd64",
+    ]
+
+
+def _deb_file(layout: Layout, pkg: versions.DebPackage) -> Path | None:
+    ver = pkg.version.replace(":", "%3a")
+    exact = layout.debs / f"{pkg.name}_{ver}_amd64.deb"
+    return exact if exact.exists() else None
+
+
+def _apt_versions(layout: Layout, name: str) -> list[str]:
+    res = _run(["apt-cache", *_apt_opts(layout), "madison", name])
+    return [line.split("|")[1].strip() for line in res.stdout.splitlines() if "|" in line]
+
+
+def ensure_trixie_debs(layout: Layout) -> dict[str, Path]:
+    """Download (once) and unpack the pinned trixie packages; return their unpacked roots."""
+    roots: dict[str, Path] = {}
+    updated = False
+    for pkg in versions.TRIXIE_DEBS:
+        root = layout.deb_root(pkg)
+        roots[pkg.name] = root
+        if (root / ".complete").exists():
+            continue
+        deb = _deb_file(layout, pkg)
+        if deb is None:
+            if not updated:
+                _apt_update(layout)
+                updated = True
+            deb = _download_deb(layout, pkg)
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        _run(["dpkg-deb", "-x", str(deb), str(root)])
+        (root / ".complete").write_text(deb.name + "\n")
+    return roots
+
+
+def _apt_update(layout: Layout) -> None:
+    uri, keyring = _host_debian_mirror()
+    for d in ("etc", "lists/partial", "archives/partial"):
+        (layout.apt / d).mkdir(parents=True, exist_ok=True)
+    (layout.apt / "etc" / "sources.list").write_text(
+        f"deb [signed-by={keyring}] {uri} {versions.CONTAINERD.suite} main\n"
+    )
+    say(f"updating the private apt index for Debian {versions.CONTAINERD.suite}")
+    _run(["apt-get", *_apt_opts(layout), "update"])
+
+
+def _download_deb(layout: Layout, pkg: versions.DebPackage) -> Path:
+    available = _apt_versions(layout, pkg.name)
+    if pkg.version in available:
+        chosen = pkg.version
+    else:
+        same = [v for v in available if versions.DebPackage(pkg.name, v).upstream == pkg.upstream]
+        if not same:
+            raise RuntimeError(
+                f"{pkg.name} {pkg.version} is not in Debian {pkg.suite} any more "
+                f"(available: {available}); update localcluster/versions.py"
+            )
+        chosen = same[0]
+        say(f"warning: {pkg.name} {pkg.version} gone from the archive, using {chosen}")
+    layout.debs.mkdir(parents=True, exist_ok=True)
+    say(f"downloading {pkg.name} {chosen}")
+    _run(["apt-get", *_apt_opts(layout), "download", f"{pkg.name}={chosen}"], cwd=layout.debs)
+    found = sorted(layout.debs.glob(f"{pkg.name}_*.deb"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise RuntimeError(f"apt-get download {pkg.name} produced no file")
+    wanted = layout.debs / f"{pkg.name}_{pkg.version.replace(':', '%3a')}_amd64.deb"
+    if found[-1] != wanted:
+        found[-1].rename(wanted)  # keep the pinned name so the cache key stays stable
+    return wanted
+
+
+# --- Go builds ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GoBuild:
+    """``go build`` of some packages of a pinning module into a cache directory."""
+
+    name: str
+    module_dir: Path
+    packages: tuple[str, ...]
+    out: Path
+    ldflags: str = "-s -w"
+    cgo: bool = False
+
+    def binaries(self) -> list[Path]:
+        return [self.out / p.rstrip("/").rsplit("/", 1)[-1] for p in self.packages]
+
+    def stamp(self) -> str:
+        h = hashlib.sha256()
+        for f in sorted(self.module_dir.glob("*")):
+            if f.is_file() and (f.suffix in (".go", ".mod", ".sum")):
+                h.update(f.name.encode() + b"\0" + f.read_bytes())
+        return json.dumps(
+            {
+                "sources": h.hexdigest(),
+                "packages": self.packages,
+                "ldflags": self.ldflags,
+                "cgo": self.cgo,
+                "go": _go_version(),
+            },
+            sort_keys=True,
+        )
+
+    @property
+    def stamp_file(self) -> Path:
+        return self.out.parent / f"{self.out.name}.stamp"
+
+    def fresh(self) -> bool:
+        return (
+            self.stamp_file.exists()
+            and self.stamp_file.read_text() == self.stamp()
+            and all(b.exists() for b in self.binaries())
+        )
+
+    def ensure(self) -> list[Path]:
+        if self.fresh():
+            return self.binaries()
+        tmp = self.out.parent / f"{self.out.name}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        env = {
+            **os.environ,
+            "GOTOOLCHAIN": "local",
+            "GOFLAGS": "-mod=mod",
+            "CGO_ENABLED": "1" if self.cgo else "0",
+        }
+        say(f"building {self.name} (go build, cached in {self.out})")
+        t0 = time.monotonic()
+        res = subprocess.run(
+            [
+                "go",
+                "build",
+                "-p",
+                str(os.cpu_count() or 2),
+                "-trimpath",
+                "-ldflags",
+                self.ldflags,
+                "-o",
+                str(tmp) + "/",
+                *self.packages,
+            ],
+            cwd=self.module_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if res.returncode != 0:
+            raise RuntimeError(f"building {self.name} failed:\n{res.stdout}\n{res.stderr[-5000:]}")
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        tmp.rename(self.out)
+        self.stamp_file.write_text(self.stamp())
+        say(f"built {self.name} in {time.monotonic() - t0:.0f}s")
+        return self.binaries()
+
+
+def _go_version() -> str:
+    go = shutil.which("go")
+    if go is None:
+        raise RuntimeError(
+            f"the Go toolchain (>= {versions.GO_DIRECTIVE}) is needed to build the cluster binaries"
+        )
+    return _run([go, "env", "GOVERSION"]).stdout.strip()
+
+
+def kubernetes_build(layout: Layout) -> GoBuild:
+    return GoBuild(
+        name=f"Kubernetes v{versions.KUBERNETES}",
+        module_dir=REPO_ROOT / "localcluster" / "k8sbuild",
+        packages=tuple(f"k8s.io/kubernetes/cmd/{c}" for c in versions.KUBE_COMMANDS),
+        out=layout.k8s_bin,
+        ldflags=versions.kube_ldflags(),
+    )
+
+
+def coredns_build(layout: Layout) -> GoBuild:
+    return GoBuild(
+        name=f"CoreDNS v{versions.COREDNS}",
+        module_dir=REPO_ROOT / "localcluster" / "corednsbuild",
+        packages=("github.com/coredns/coredns",),
+        out=layout.coredns_bin,
+    )
+
+
+def helm_build(layout: Layout) -> GoBuild:
+    return GoBuild(
+        name=f"Helm v{versions.HELM}",
+        module_dir=REPO_ROOT / "localcluster" / "helmbuild",
+        packages=("helm.sh/helm/v3/cmd/helm",),
+        out=layout.helm_bin,
+        ldflags=f"-s -w -X helm.sh/helm/v3/internal/version.version=v{versions.HELM}",
+    )
+
+
+def pause_binary(layout: Layout) -> Path:
+    """The pause program (localcluster/pause.c), statically linked with gcc."""
+    src = Path(__file__).with_name("pause.c")
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
+    out = layout.cache / f"pause-{digest}" / "pause"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    _run(["gcc", "-static", "-Os", "-Wall", "-Werror", "-o", str(tmp), str(src)])
+    _run(["strip", str(tmp)])
+    tmp.rename(out)
+    return out
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """Absolute paths of everything the cluster runs."""
+
+    k8s: Path
+    coredns: Path
+    helm: Path
+    etcd: Path
+    containerd_bin: Path  # dir with containerd, containerd-shim-runc-v2, ctr
+    cni_bin: Path
+    busybox: Path
+
+    def kube(self, cmd: str) -> Path:
+        return self.k8s / cmd
+
+    @property
+    def kubectl(self) -> Path:
+        return self.k8s / "kubectl"
+
+    @property
+    def ctr(self) -> Path:
+        return self.containerd_bin / "ctr"
+
+
+def ensure_all(layout: Layout) -> Binaries:
+    """Everything ``up`` needs, fetched or built as required (quick when the cache is warm)."""
+    ensure_host_packages()
+    roots = ensure_trixie_debs(layout)
+    kubernetes_build(layout).ensure()
+    coredns_build(layout).ensure()
+    helm_build(layout).ensure()
+    return binaries(layout, roots)
+
+
+def binaries(layout: Layout, roots: dict[str, Path] | None = None) -> Binaries:
+    if roots is None:
+        roots = {p.name: layout.deb_root(p) for p in versions.TRIXIE_DEBS}
+    return Binaries(
+        k8s=layout.k8s_bin,
+        coredns=layout.coredns_bin / "coredns",
+        helm=layout.helm_bin / "helm",
+        etcd=roots[versions.ETCD.name] / "usr" / "bin" / "etcd",
+        containerd_bin=roots[versions.CONTAINERD.name] / "usr" / "bin",
+        cni_bin=roots[versions.CNI_PLUGINS.name] / "usr" / "lib" / "cni",
+        busybox=roots[versions.BUSYBOX.name] / "usr" / "bin" / "busybox",
+    )
