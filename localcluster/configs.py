@@ -98,6 +98,9 @@ def containerd_config(lay: Layout, cni_bin: Path) -> Path:
                 "enable_selinux": False,
                 "tolerate_missing_hugetlb_controller": True,
                 "disable_hugetlb_controller": True,
+                # Without CAP_SYS_RESOURCE (as on this VM) the sandbox's default oom_score_adj of
+                # -998 cannot be set; clamp it to our own instead of failing every pod.
+                "restrict_oom_score_adj": True,
             },
             f"{cri}.containerd": {"snapshotter": "overlayfs", "default_runtime_name": "runc"},
             f"{cri}.containerd.runtimes.runc": {"runtime_type": "io.containerd.runc.v2"},
