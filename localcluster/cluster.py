@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -41,6 +42,13 @@ def _http_ok(url: str, context: ssl.SSLContext | None = None, expect: str | None
     with urllib.request.urlopen(url, timeout=2, context=context) as resp:
         body = resp.read().decode("utf-8", "replace")
         return bool(resp.status == 200 and (expect is None or expect in body))
+
+
+def _epoch(timestamp: str) -> float:
+    """RFC 3339 UTC timestamp (as the API server writes them) to epoch seconds; 0 if absent."""
+    if not timestamp:
+        return 0.0
+    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def _insecure() -> ssl.SSLContext:
@@ -349,10 +357,13 @@ class LocalCluster:
             images.testbox_image(bins.busybox, bins.kubectl),
         ):
             images.ensure_image(spec, lay.images, bins.ctr, lay.containerd_socket)
-        comps["kubelet"].launch()
+        launched_at = time.time()
+        # After a (re)start, the node's Ready condition in etcd may be stale: wait for a heartbeat
+        # posted by this kubelet.
+        fresh_since = launched_at - 1 if comps["kubelet"].launch() else 0.0
         for name in ORDER:
             comps[name].wait_ready()
-        self._wait_node_ready(handle, comps["kubelet"])
+        self._wait_node_ready(handle, comps["kubelet"], fresh_since)
         wait_until(
             "the default ServiceAccount in namespace default",
             lambda: (
@@ -368,13 +379,18 @@ class LocalCluster:
         fetch.say(f"cluster up in {time.monotonic() - t0:.1f}s; export KUBECONFIG={lay.kubeconfig}")
         return handle
 
-    def _wait_node_ready(self, handle: ClusterHandle, kubelet: Component) -> None:
+    def _wait_node_ready(self, handle: ClusterHandle, kubelet: Component, since: float) -> None:
         def ready() -> bool:
             res = handle.kubectl_result("get", "node", self.node, "-o", "json")
             if res.returncode != 0:
                 return False
             conds = json.loads(res.stdout)["status"].get("conditions", [])
-            return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+            return any(
+                c["type"] == "Ready"
+                and c["status"] == "True"
+                and _epoch(c.get("lastHeartbeatTime", "")) >= int(since)
+                for c in conds
+            )
 
         def check() -> bool:
             if not kubelet.running():

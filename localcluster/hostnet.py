@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -17,11 +18,7 @@ from localcluster import layout as paths
 from localcluster import versions
 
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
-KUBELET_CHAINS = {
-    "mangle": ["KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"],
-    "nat": ["KUBE-KUBELET-CANARY"],
-    "filter": ["KUBE-KUBELET-CANARY"],
-}
+TABLES = ("filter", "nat", "mangle")
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -46,6 +43,8 @@ def prepare(host_state: Path) -> None:
     state = _load(host_state)
     if "ip_forward_before" not in state:
         state["ip_forward_before"] = IP_FORWARD.read_text().strip()
+        # Another Kubernetes on this host would own such chains; then down leaves them alone.
+        state["kube_chains_before"] = bool(kube_chains())
     if not node_ip_present():
         _ip("addr", "add", f"{versions.NODE_IP}/32", "dev", "lo")
         state["node_ip_added"] = True
@@ -69,27 +68,16 @@ def cleanup(host_state: Path, kube_proxy: Path | None) -> list[str]:
             check=False,
         )
         notes.append(f"kube-proxy --cleanup exit {res.returncode}")
-    for table, chains in KUBELET_CHAINS.items():
-        for chain in chains:
-            for tool in ("iptables", "ip6tables"):
-                if (
-                    subprocess.run(
-                        [tool, "-t", table, "-n", "-L", chain], capture_output=True, check=False
-                    ).returncode
-                    == 0
-                ):
-                    subprocess.run(
-                        [tool, "-t", table, "-F", chain], capture_output=True, check=False
-                    )
-                    subprocess.run(
-                        [tool, "-t", table, "-X", chain], capture_output=True, check=False
-                    )
+    if not state_before_up(host_state).get("kube_chains_before"):
+        removed = remove_kube_chains()
+        if removed:
+            notes.append(f"removed {removed} leftover KUBE-* iptables chains")
     for link in bridge_links():
         _ip("link", "del", link, check=False)
     if _ip("link", "show", paths.CNI_BRIDGE, check=False).returncode == 0:
         _ip("link", "del", paths.CNI_BRIDGE, check=False)
         notes.append(f"deleted bridge {paths.CNI_BRIDGE}")
-    state = _load(host_state)
+    state = state_before_up(host_state)
     if state.get("node_ip_added") and node_ip_present():
         _ip("addr", "del", f"{versions.NODE_IP}/32", "dev", "lo", check=False)
         notes.append(f"removed {versions.NODE_IP} from lo")
@@ -100,3 +88,48 @@ def cleanup(host_state: Path, kube_proxy: Path | None) -> list[str]:
             notes.append(f"restored net.ipv4.ip_forward={before}")
     host_state.unlink(missing_ok=True)
     return notes
+
+
+def state_before_up(host_state: Path) -> dict[str, object]:
+    return _load(host_state)
+
+
+def _save(tool: str, table: str) -> list[str]:
+    res = subprocess.run([f"{tool}-save", "-t", table], capture_output=True, text=True, check=False)
+    return res.stdout.splitlines() if res.returncode == 0 else []
+
+
+def kube_chains() -> list[tuple[str, str, str]]:
+    """(tool, table, chain) of every KUBE-* chain in iptables and ip6tables."""
+    found = []
+    for tool in ("iptables", "ip6tables"):
+        for table in TABLES:
+            for line in _save(tool, table):
+                if line.startswith(":KUBE-"):
+                    found.append((tool, table, line[1:].split()[0]))
+    return found
+
+
+def remove_kube_chains() -> int:
+    """Delete the jumps into KUBE-* chains from built-in chains, then those chains.
+
+    kube-proxy --cleanup removes its own; the kubelet's (KUBE-FIREWALL, canaries) stay behind.
+    """
+    chains = kube_chains()
+    for tool in ("iptables", "ip6tables"):
+        for table in TABLES:
+            for line in _save(tool, table):
+                if not line.startswith("-A "):
+                    continue
+                words = shlex.split(line)
+                if words[1].startswith("KUBE-") or "-j" not in words:
+                    continue
+                if words[words.index("-j") + 1].startswith("KUBE-"):
+                    subprocess.run(
+                        [tool, "-t", table, "-D", *words[1:]], capture_output=True, check=False
+                    )
+    for tool, table, chain in chains:
+        subprocess.run([tool, "-t", table, "-F", chain], capture_output=True, check=False)
+    for tool, table, chain in chains:
+        subprocess.run([tool, "-t", table, "-X", chain], capture_output=True, check=False)
+    return len(chains)
