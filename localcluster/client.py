@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Mapping
+import time
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,3 +106,49 @@ class ClusterHandle:
 
     def log_path(self, component: str) -> Path:
         return self.state_dir / "logs" / f"{component}.log"
+
+    # --- helpers for tests ---------------------------------------------------------------------
+    def create_namespace(self, prefix: str = "t") -> str:
+        """Create a uniquely named namespace and wait for its default ServiceAccount."""
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.kubectl("create", "namespace", name)
+        self.wait_for(
+            f"ServiceAccount default in {name}",
+            lambda: self.kubectl_result("get", "sa", "default", "-n", name).returncode == 0,
+            timeout=60,
+        )
+        return name
+
+    def delete_namespace(self, name: str, wait: bool = False) -> None:
+        self.kubectl(
+            "delete", "namespace", name, "--ignore-not-found", f"--wait={str(wait).lower()}"
+        )
+
+    def wait_for(self, what: str, predicate: Callable[[], bool], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+            time.sleep(0.5)
+
+    def wait_pod_ready(self, namespace: str, name: str, timeout: float = 120) -> dict[str, Any]:
+        """Wait until the pod is Ready; on timeout raise with its status and events."""
+        pod: dict[str, Any] = {}
+
+        def ready() -> bool:
+            nonlocal pod
+            res = self.kubectl_result("get", "pod", name, "-n", namespace, "-o", "json")
+            if res.returncode != 0:
+                return False
+            pod = json.loads(res.stdout)
+            conds = pod.get("status", {}).get("conditions", [])
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+        try:
+            self.wait_for(f"pod {namespace}/{name} Ready", ready, timeout)
+        except TimeoutError as exc:
+            events = self.kubectl_result(
+                "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+            ).stdout
+            raise TimeoutError(f"{exc}\nstatus: {json.dumps(pod.get('status'))}\n{events}") from exc
+        return pod

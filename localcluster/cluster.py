@@ -110,11 +110,14 @@ class LocalCluster:
                 client=False,
             ),
             CertRequest("coredns", configs.COREDNS_USER),
+            # The aggregation layer's client identity, from its own CA (requestheader auth).
+            CertRequest("front-proxy-client", "front-proxy-client", ca="front-proxy-ca"),
         ]
 
     def _write_pki(self) -> None:
         pki = self.pki
         pki.ensure_ca()
+        pki.ensure_ca("front-proxy-ca", "space-dra-front-proxy-ca")
         pki.ensure_service_account_keys()
         for req in self._cert_requests():
             pki.ensure_cert(req)
@@ -212,6 +215,13 @@ class LocalCluster:
                 f"--service-account-issuer=https://kubernetes.default.svc.{versions.CLUSTER_DOMAIN}",
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",
+                f"--requestheader-client-ca-file={pki.crt('front-proxy-ca')}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki.crt('front-proxy-client')}",
+                f"--proxy-client-key-file={pki.key('front-proxy-client')}",
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--event-ttl=1h",

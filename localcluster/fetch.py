@@ -199,7 +199,11 @@ class GoBuild:
     cgo: bool = False
 
     def binaries(self) -> list[Path]:
-        return [self.out / p.rstrip("/").rsplit("/", 1)[-1] for p in self.packages]
+        names = [
+            self.module_dir.name if p == "." else p.rstrip("/").rsplit("/", 1)[-1]
+            for p in self.packages
+        ]
+        return [self.out / n for n in names]
 
     def stamp(self) -> str:
         h = hashlib.sha256()

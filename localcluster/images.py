@@ -318,6 +318,21 @@ def busybox_applets(busybox: Path) -> list[str]:
     return [line.strip() for line in res.stdout.splitlines() if line.strip()]
 
 
+PRINTENV = b"""#!/bin/sh
+# printenv [NAME...]: busybox sh stand-in for coreutils printenv.
+[ $# -eq 0 ] && exec env
+rc=0
+for name in "$@"; do
+    if eval "[ -n \\"\\${$name+set}\\" ]"; then
+        eval "printf '%s\\n' \\"\\$$name\\""
+    else
+        rc=1
+    fi
+done
+exit $rc
+"""
+
+
 def testbox_image(busybox: Path, kubectl: Path) -> ImageSpec:
     """Busybox (sh, printenv, cat, wget, ...) plus a static kubectl, for the cluster tests."""
     files = [
@@ -331,9 +346,13 @@ def testbox_image(busybox: Path, kubectl: Path) -> ImageSpec:
         ),
         ImageFile("/etc/group", b"root:x:0:\nnogroup:x:65534:\n"),
     ]
-    for applet in busybox_applets(busybox):
+    applets = busybox_applets(busybox)
+    for applet in applets:
         if applet != "bin/busybox":
             files.append(ImageFile("/" + applet, symlink="/bin/busybox"))
+    if not any(a.endswith("/printenv") for a in applets):
+        # Debian's busybox-static has no printenv applet.
+        files.append(ImageFile("/usr/bin/printenv", PRINTENV, mode=0o755))
     return ImageSpec(
         reference=versions.TESTBOX_IMAGE,
         layers=[files],

@@ -28,6 +28,7 @@ class CertRequest:
     ips: tuple[str, ...] = ()
     server: bool = False
     client: bool = True
+    ca: str = "ca"  # file stem of the signing CA
 
     def spec(self) -> str:
         return json.dumps(
@@ -38,6 +39,7 @@ class CertRequest:
                 "ip": self.ips,
                 "server": self.server,
                 "client": self.client,
+                "ca": self.ca,
             },
             sort_keys=True,
         )
@@ -75,28 +77,29 @@ class PKI:
     def key(self, name: str) -> Path:
         return self.dir / f"{name}.key"
 
-    def ensure_ca(self) -> None:
+    def ensure_ca(self, name: str = "ca", cn: str = "space-dra-local-ca") -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if self.ca_crt.exists() and self.ca_key.exists():
+        crt, key = self.crt(name), self.key(name)
+        if crt.exists() and key.exists():
             return
-        _openssl("genrsa", "-out", str(self.ca_key), "2048")
+        _openssl("genrsa", "-out", str(key), "2048")
         _openssl(
             "req",
             "-x509",
             "-new",
             "-key",
-            str(self.ca_key),
+            str(key),
             "-sha256",
             "-days",
             str(DAYS),
             "-subj",
-            "/CN=space-dra-local-ca",
+            f"/CN={cn}",
             "-addext",
             "basicConstraints=critical,CA:TRUE",
             "-addext",
             "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
             "-out",
-            str(self.ca_crt),
+            str(crt),
         )
 
     def ensure_service_account_keys(self) -> None:
@@ -140,9 +143,9 @@ class PKI:
             "-in",
             str(csr),
             "-CA",
-            str(self.ca_crt),
+            str(self.crt(req.ca)),
             "-CAkey",
-            str(self.ca_key),
+            str(self.key(req.ca)),
             "-CAcreateserial",
             "-sha256",
             "-days",

@@ -1,0 +1,169 @@
+"""The local cluster is a working Kubernetes: node, pods, logs, exec, in-cluster API, DRA API."""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import urllib.request
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from localcluster import ClusterHandle, versions
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def namespace(local_cluster: ClusterHandle) -> Iterator[str]:
+    ns = local_cluster.create_namespace("basics")
+    yield ns
+    local_cluster.delete_namespace(ns)
+
+
+def pod_manifest(name: str, namespace: str, image: str, script: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": image,
+                        "imagePullPolicy": "Never",
+                        "command": ["sh", "-c", script],
+                    }
+                ],
+            },
+        }
+    )
+
+
+def test_node_is_ready_with_pinned_versions(local_cluster: ClusterHandle) -> None:
+    node = local_cluster.kubectl_json("get", "node", local_cluster.node_name)
+    conds = {c["type"]: c["status"] for c in node["status"]["conditions"]}
+    assert conds["Ready"] == "True"
+    info = node["status"]["nodeInfo"]
+    assert info["kubeletVersion"] == f"v{versions.KUBERNETES}"
+    assert info["containerRuntimeVersion"].startswith(
+        f"containerd://{versions.CONTAINERD.upstream}"
+    )
+    addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
+    assert addresses["InternalIP"] == local_cluster.node_ip
+    assert local_cluster.kubectl_result("get", "sa", "default", "-n", "default").returncode == 0
+
+
+def test_busybox_pod_runs_and_logs_and_exec_work(
+    local_cluster: ClusterHandle, namespace: str
+) -> None:
+    marker = f"hello-{uuid.uuid4().hex[:6]}"
+    local_cluster.apply(
+        pod_manifest("bb", namespace, local_cluster.testbox_image, f"echo {marker}; sleep 3600")
+    )
+    pod = local_cluster.wait_pod_ready(namespace, "bb")
+    assert pod["status"]["phase"] == "Running"
+    assert pod["status"]["podIP"].startswith("10.88.")
+    assert marker in local_cluster.kubectl("logs", "bb", "-n", namespace)
+    out = local_cluster.kubectl("exec", "bb", "-n", namespace, "--", "printenv", "HOSTNAME")
+    assert out.strip() == "bb"
+    out = local_cluster.kubectl("exec", "bb", "-n", namespace, "--", "cat", "/etc/resolv.conf")
+    assert f"nameserver {local_cluster.node_ip}" in out
+    assert f"search {namespace}.svc.cluster.local" in out
+
+
+def test_pod_reaches_api_server_through_service_dns_with_own_token(
+    local_cluster: ClusterHandle, namespace: str
+) -> None:
+    local_cluster.apply(pod_manifest("api", namespace, local_cluster.testbox_image, "sleep 3600"))
+    local_cluster.wait_pod_ready(namespace, "api")
+    sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+    script = (
+        "kubectl --server=https://kubernetes.default.svc"
+        f" --certificate-authority={sa}/ca.crt --token=$(cat {sa}/token)"
+        " auth whoami -o json"
+    )
+    out = local_cluster.kubectl("exec", "api", "-n", namespace, "--", "sh", "-c", script)
+    review = json.loads(out)
+    assert review["status"]["userInfo"]["username"] == f"system:serviceaccount:{namespace}:default"
+    # The name resolves through cluster DNS to the first service IP (kube-proxy routes it).
+    out = local_cluster.kubectl(
+        "exec", "api", "-n", namespace, "--", "nslookup", "kubernetes.default.svc.cluster.local"
+    )
+    assert versions.FIRST_SERVICE_IP in out
+    # The same token must not be accepted for something the SA may not do.
+    res = local_cluster.kubectl_result(
+        "exec",
+        "api",
+        "-n",
+        namespace,
+        "--",
+        "sh",
+        "-c",
+        script.replace("auth whoami -o json", "get secrets -n kube-system"),
+    )
+    assert res.returncode != 0
+    assert "forbidden" in (res.stdout + res.stderr).lower()
+
+
+def test_resource_v1_is_served_and_deviceclass_can_be_created(
+    local_cluster: ClusterHandle,
+) -> None:
+    versions_served = local_cluster.kubectl("api-versions").split()
+    assert "resource.k8s.io/v1" in versions_served
+    name = f"basics-{uuid.uuid4().hex[:8]}.example.com"
+    manifest = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "DeviceClass",
+        "metadata": {"name": name},
+        "spec": {"selectors": [{"cel": {"expression": 'device.driver == "basics.example.com"'}}]},
+    }
+    local_cluster.apply(json.dumps(manifest))
+    try:
+        got = local_cluster.kubectl_json("get", "deviceclass", name)
+        assert got["spec"]["selectors"][0]["cel"]["expression"].startswith("device.driver")
+    finally:
+        local_cluster.kubectl("delete", "deviceclass", name, "--ignore-not-found")
+
+
+DRA_WORDS = re.compile(
+    r"dynamicresources|resourceclaim|resourceslice|deviceclass|resource\.k8s\.io|(?<![-\w])dra(?![-\w])",
+    re.IGNORECASE,
+)
+
+
+def _since_last_start(text: str) -> str:
+    marker = "=== localcluster: starting"
+    return text[text.rfind(marker) :] if marker in text else text
+
+
+@pytest.mark.parametrize("component", ["kube-scheduler", "kube-controller-manager", "kubelet"])
+def test_no_dra_errors_in_component_logs(local_cluster: ClusterHandle, component: str) -> None:
+    log = _since_last_start(local_cluster.log_path(component).read_text(errors="replace"))
+    # klog error lines start with "E" + date; warnings with "W".
+    bad = [
+        line
+        for line in log.splitlines()
+        if re.match(r"^[EF]\d{4} ", line) and DRA_WORDS.search(line)
+    ]
+    assert not bad, "\n".join(bad[:20])
+    # The components did start their DRA parts (so the absence of errors means something).
+    if component == "kube-controller-manager":
+        assert re.search(r"resourceclaim|resource-claim", log, re.IGNORECASE), log[-2000:]
+
+
+def test_scheduler_runs_dynamic_resources_plugin(local_cluster: ClusterHandle) -> None:
+    pki = local_cluster.state_dir / "pki"
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the scheduler serves a self-signed cert
+    ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    with urllib.request.urlopen("https://127.0.0.1:10259/configz", context=ctx, timeout=10) as r:
+        configz = json.load(r)
+    profiles = configz["componentconfig"]["profiles"]
+    enabled = [p["name"] for p in profiles[0]["plugins"]["multiPoint"]["enabled"]]
+    assert "DynamicResources" in enabled

@@ -1,0 +1,13 @@
+"""Shared fixtures. ``local_cluster``: the real single-node cluster (localcluster/README.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from localcluster import ClusterHandle, ensure_cluster
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> ClusterHandle:
+    """Reuse the running local cluster, or start it (builds on a cold cache; needs root)."""
+    return ensure_cluster()
