@@ -1,0 +1,95 @@
+"""``up`` twice is a no-op; ``down`` cleans the host; ``up`` after ``down`` works again.
+
+Named ``zz`` so it runs after the other cluster tests of the session (it stops the cluster for a
+few seconds). It leaves the cluster running, as the session fixture expects.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from localcluster import ClusterHandle, LocalCluster, hostnet, mounts, versions
+from localcluster.cluster import ORDER
+from localcluster.layout import CNI_BRIDGE, KUBELET_ROOT
+
+pytestmark = pytest.mark.cluster
+
+
+def _pids(cluster: LocalCluster) -> dict[str, int]:
+    status = cluster.status()
+    assert all(s.startswith("running") for s in status.values()), status
+    return {name: int(s.split("pid ")[1].rstrip(")")) for name, s in status.items()}
+
+
+def test_second_up_is_a_quick_no_op(local_cluster: ClusterHandle) -> None:
+    cluster = LocalCluster.default()
+    before = _pids(cluster)
+    t0 = time.monotonic()
+    cluster.up()
+    elapsed = time.monotonic() - t0
+    assert _pids(cluster) == before  # nothing restarted
+    assert elapsed < 15, f"second up took {elapsed:.1f}s"
+
+
+def test_down_cleans_up_and_up_works_again(local_cluster: ClusterHandle) -> None:
+    cluster = LocalCluster.default()
+    before = _pids(cluster)
+    cluster.down()
+
+    status = cluster.status()
+    assert all(s == "stopped" for s in status.values()), status
+    for pid in before.values():
+        assert not _alive(pid)
+    assert mounts.mounts_under([KUBELET_ROOT, cluster.layout.state]) == []
+    assert not hostnet.node_ip_present()
+    link = subprocess.run(["ip", "link", "show", CNI_BRIDGE], capture_output=True, check=False)
+    assert link.returncode != 0
+    assert hostnet.kube_chains() == []
+
+    t0 = time.monotonic()
+    handle = cluster.up()
+    warm_up = time.monotonic() - t0
+    print(f"warm up after down: {warm_up:.1f}s")
+    assert set(_pids(cluster)) == set(ORDER)
+    node = handle.kubectl_json("get", "node", handle.node_name)
+    assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+
+    # And it runs pods again.
+    ns = handle.create_namespace("lifecycle")
+    try:
+        marker = uuid.uuid4().hex[:8]
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "again", "namespace": ns},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": versions.TESTBOX_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "command": ["sh", "-c", f"echo {marker}; sleep 3600"],
+                    }
+                ],
+            },
+        }
+        handle.apply(json.dumps(pod))
+        handle.wait_pod_ready(ns, "again")
+        assert marker in handle.kubectl("logs", "again", "-n", ns)
+    finally:
+        handle.delete_namespace(ns)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
