@@ -109,20 +109,21 @@ HOST_PACKAGES: dict[str, str] = {
 
 
 # --- Derived values ------------------------------------------------------------------------------
-def staging_version(kubernetes: str = KUBERNETES) -> str:
+def staging_version(kubernetes: str | None = None) -> str:
     """k8s.io/kubernetes v1.X.Y ships its staging modules as v0.X.Y."""
-    major, minor, patch = kubernetes.split(".")
+    major, minor, patch = (kubernetes or KUBERNETES).split(".")
     if major != "1":
-        raise ValueError(f"unexpected Kubernetes version {kubernetes}")
+        raise ValueError(f"unexpected Kubernetes version {kubernetes or KUBERNETES}")
     return f"0.{minor}.{patch}"
 
 
-def kube_minor(kubernetes: str = KUBERNETES) -> str:
-    return kubernetes.split(".")[1]
+def kube_minor(kubernetes: str | None = None) -> str:
+    return (kubernetes or KUBERNETES).split(".")[1]
 
 
-def kube_ldflags(kubernetes: str = KUBERNETES) -> str:
+def kube_ldflags(kubernetes: str | None = None) -> str:
     """Version stamping as upstream's build does it (``kubectl version`` and the node show it)."""
+    kubernetes = kubernetes or KUBERNETES
     flags = ["-s", "-w"]
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
         flags += [
@@ -148,7 +149,10 @@ def go_module_requirements() -> dict[str, dict[str, str]]:
         "localcluster/k8sbuild": k8s,
         "localcluster/corednsbuild": {"github.com/coredns/coredns": f"v{COREDNS}"},
         "localcluster/helmbuild": {"helm.sh/helm/v3": f"v{HELM}"},
-        "tests/cluster/draplugin": {"k8s.io/dynamic-resource-allocation": staging},
+        "tests/cluster/draplugin": {
+            f"k8s.io/{m}": staging
+            for m in ("dynamic-resource-allocation", "client-go", "api", "apimachinery")
+        },
     }
 
 
