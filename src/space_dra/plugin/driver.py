@@ -104,6 +104,7 @@ class NamespaceDriver:
     def recover(self) -> None:
         """Load the checkpoint at start; rebuild it from CDI specs if it is unreadable."""
         self.artifacts.ensure_root()
+        self.cdi.directory.mkdir(parents=True, exist_ok=True)
         try:
             self._prepared = self.checkpoint.load()
         except CheckpointCorrupt as exc:
@@ -341,8 +342,12 @@ class NamespaceDriver:
                     ),
                     host_path=str(self.artifacts.path(device.artifact_dir_name)),
                     container_path=device.mount_path,
+                    # Token times are left out so the spec only changes when
+                    # what containers see changes; recovery re-mints anyway.
                     record={
                         **device.to_json(),
+                        "token_issued_at": 0.0,
+                        "token_expires_at": 0.0,
                         "claim_namespace": claim.namespace,
                         "claim_name": claim.name,
                     },
