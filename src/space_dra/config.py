@@ -178,12 +178,13 @@ def _resources(path: str, value: Any) -> dict[str, str]:
         )
         text = _str(f"{path}.{name}", as_text, limit=64)
         try:
-            if parse_quantity(text) < 0:
-                raise ConfigError(f"{path}.{name}", "must not be negative")
+            value = parse_quantity(text)
         except ValueError:
             raise ConfigError(
                 f"{path}.{name}", f"{text!r} is not a quantity (e.g. 500m, 2Gi, 10)"
             ) from None
+        if value < 0:
+            raise ConfigError(f"{path}.{name}", "must not be negative")
         result[name] = text
     return result
 
