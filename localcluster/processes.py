@@ -18,6 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# A log bigger than this is moved to <name>.log.1 when its component (re)starts.
+LOG_ROTATE_BYTES = 64 * 1024 * 1024
+
 
 class ComponentFailed(RuntimeError):
     """A component did not start or did not become ready; carries the tail of its log."""
@@ -193,6 +196,8 @@ class Component:
                 f.write(f"\n=== localcluster: configuration changed, restarting {self.name} ===\n")
             terminate(rec)
         self.pids.mkdir(parents=True, exist_ok=True)
+        if self.log.exists() and self.log.stat().st_size > LOG_ROTATE_BYTES:
+            self.log.replace(self.log.with_name(self.log.name + ".1"))
         with self.log.open("a") as f:
             f.write(f"\n=== localcluster: starting {self.name} at {time.ctime()} ===\n")
             f.write(" ".join(self.argv) + "\n")

@@ -104,6 +104,7 @@ HOST_PACKAGES: dict[str, str] = {
     "ip": "iproute2",
     "openssl": "openssl",
     "gcc": "gcc",
+    "strip": "binutils",
     "nsenter": "util-linux",
 }
 
