@@ -8,6 +8,7 @@ import ssl
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -167,3 +168,25 @@ def test_scheduler_runs_dynamic_resources_plugin(local_cluster: ClusterHandle) -
     profiles = configz["componentconfig"]["profiles"]
     enabled = [p["name"] for p in profiles[0]["plugins"]["multiPoint"]["enabled"]]
     assert "DynamicResources" in enabled
+
+
+def test_helm_installs_and_uninstalls_a_chart(local_cluster: ClusterHandle, tmp_path: Path) -> None:
+    assert f"v{versions.HELM}" in local_cluster.helm("version", "--short")
+    chart = tmp_path / "smoke"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: smoke\nversion: 0.1.0\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\n"
+        "data:\n  value: {{ .Values.value | quote }}\n"
+    )
+    (chart / "values.yaml").write_text("value: from-values\n")
+    ns = local_cluster.create_namespace("helm")
+    try:
+        local_cluster.helm("install", "smoke", str(chart), "-n", ns, "--set", "value=hi", "--wait")
+        cm = local_cluster.kubectl_json("get", "configmap", "smoke-cm", "-n", ns)
+        assert cm["data"]["value"] == "hi"
+        local_cluster.helm("uninstall", "smoke", "-n", ns, "--wait")
+        res = local_cluster.kubectl_result("get", "configmap", "smoke-cm", "-n", ns)
+        assert res.returncode != 0
+    finally:
+        local_cluster.delete_namespace(ns)
