@@ -10,7 +10,8 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from space_dra import __version__
 from space_dra.contract import DEFAULT_DRIVER_NAME
@@ -26,7 +27,7 @@ def _add(
     env: str,
     default: str | None,
     help_text: str,
-    kind: type = str,
+    kind: Callable[[str], Any] = str,
     choices: Sequence[str] | None = None,
 ) -> None:
     shown = "in-cluster" if default is None else default
@@ -37,6 +38,14 @@ def _add(
         choices=choices,
         help=f"{help_text} [env {env}; default {shown}]",
     )
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -168,6 +177,108 @@ def build_parser() -> argparse.ArgumentParser:
         "pod UID; when set, socket names include it so two plugin pods can overlap during updates",
     )
 
+    controller = commands.add_parser(
+        "controller",
+        help="run the controller (Deployment): publishes the pool, provisions and deletes "
+        "namespaces",
+        description=(
+            "Publish the namespace pool as ResourceSlices, provision a namespace with scoped "
+            "credentials for every allocated device, record it in the claim, garbage-collect."
+        ),
+    )
+    _common(controller)
+    _add(
+        controller,
+        "--namespace",
+        "POD_NAMESPACE",
+        "space-dra",
+        "the controller's own namespace (Lease, ownership key Secret; never deleted)",
+    )
+    _add(controller, "--identity", "POD_NAME", "", "leader-election identity [default: hostname]")
+    _add(
+        controller,
+        "--pool-size",
+        "SPACE_DRA_POOL_SIZE",
+        "32",
+        "slot devices in the pool: the most ephemeral namespaces that can exist at once",
+        int,
+    )
+    _add(
+        controller,
+        "--device-attributes",
+        "SPACE_DRA_DEVICE_ATTRIBUTES",
+        "profile=standard",
+        "attributes every slot carries for CEL selectors, as name=value,...",
+    )
+    _add(
+        controller,
+        "--binding-conditions",
+        "SPACE_DRA_BINDING_CONDITIONS",
+        "auto",
+        "publish bindingConditions so pods bind only once their namespace is ready",
+        choices=("auto", "on", "off"),
+    )
+    _add(
+        controller,
+        "--pod-api-server-url",
+        "SPACE_DRA_POD_API_SERVER_URL",
+        "",
+        "API server URL recorded for pods [default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT]",
+    )
+    _add(
+        controller,
+        "--plugin-service-account",
+        "SPACE_DRA_PLUGIN_SERVICE_ACCOUNT",
+        "space-dra/space-dra-kubelet-plugin",
+        "<namespace>/<name> of the kubelet plugin's ServiceAccount, allowed to mint tokens "
+        "per namespace",
+    )
+    _add(
+        controller,
+        "--token-minter-cluster-role",
+        "SPACE_DRA_TOKEN_MINTER_ROLE",
+        "space-dra-token-minter",
+        "ClusterRole granting create on serviceaccounts/token for the workload ServiceAccount only",
+    )
+    _add(
+        controller,
+        "--ownership-secret",
+        "SPACE_DRA_OWNERSHIP_SECRET",
+        "space-dra-ownership",
+        "Secret (in --namespace) holding the key that signs the namespaces this controller creates",
+    )
+    _add(
+        controller,
+        "--protected-namespaces",
+        "SPACE_DRA_PROTECTED_NAMESPACES",
+        "",
+        "comma-separated namespaces never deleted, besides kube-*, default and --namespace",
+    )
+    _add(
+        controller,
+        "--resync-period",
+        "SPACE_DRA_RESYNC_PERIOD",
+        "300",
+        "seconds between full resyncs and garbage-collection sweeps",
+        float,
+    )
+    _add(controller, "--workers", "SPACE_DRA_WORKERS", "8", "claims reconciled concurrently", int)
+    _add(
+        controller,
+        "--leader-elect",
+        "SPACE_DRA_LEADER_ELECT",
+        "true",
+        "elect a leader through a Lease (needed with more than one replica)",
+        _bool,
+    )
+    _add(
+        controller,
+        "--lease-name",
+        "SPACE_DRA_LEASE_NAME",
+        "space-dra-controller",
+        "Lease name in --namespace",
+    )
+
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -181,9 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from space_dra import logs
 
     logs.configure(args.log_format, args.log_level)
-    from space_dra.plugin.main import run
+    if args.command == "kubelet-plugin":
+        from space_dra.plugin.main import run
 
-    return asyncio.run(run(args))
+        return asyncio.run(run(args))
+    from space_dra.controller.main import run as run_controller
+
+    return asyncio.run(run_controller(args))
 
 
 if __name__ == "__main__":

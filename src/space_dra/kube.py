@@ -17,14 +17,22 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx2
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
+from lightkube.core import resource as lkr
+from lightkube.core.exceptions import NotReadyError
+from lightkube.core.generic_client import ALL_NS
 from lightkube.models.authentication_v1 import TokenRequestSpec
+from lightkube.models.meta_v1 import DeleteOptions, ObjectMeta, Preconditions
 from lightkube.resources.core_v1 import ServiceAccount
 from lightkube.resources.resource_v1 import ResourceClaim
+
+from space_dra.metrics import API_WRITES
+
+R = TypeVar("R", bound=lkr.Resource)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +56,10 @@ class Conflict(KubeError):
 
 class Forbidden(KubeError):
     pass
+
+
+class Gone(KubeError):
+    """410: a watch's resourceVersion is too old; list again."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,8 @@ def translated(what: str) -> Iterator[None]:
             raise Conflict(message, code, reason) from exc
         if code == 403:
             raise Forbidden(message, code, reason) from exc
+        if code == 410:
+            raise Gone(message, code, reason) from exc
         raise KubeError(message, code, reason) from exc
     except httpx2.HTTPError as exc:
         raise KubeError(f"{what}: {type(exc).__name__}: {exc}") from exc
@@ -110,6 +124,9 @@ class LightkubeAPI:
         self._client = AsyncClient(
             config, field_manager=field_manager, timeout=httpx2.Timeout(15.0)
         )
+        # lightkube's overloads are per resource scope; the generic methods below
+        # take any resource class, so they call through an untyped alias.
+        self._any: Any = self._client
 
     @property
     def config(self) -> SingleConfig:
@@ -125,6 +142,7 @@ class LightkubeAPI:
     async def create_token(
         self, namespace: str, service_account: str, expiration_seconds: int
     ) -> IssuedToken:
+        API_WRITES.labels("create", "TokenRequest").inc()
         request = ServiceAccount.Token(
             spec=TokenRequestSpec(audiences=[], expirationSeconds=expiration_seconds)
         )
@@ -137,6 +155,110 @@ class LightkubeAPI:
         ):
             raise KubeError(f"TokenRequest for {namespace}/{service_account} returned no token")
         return IssuedToken(issued.status.token, issued.status.expirationTimestamp)
+
+    # -- generic calls for the controller ---------------------------------------------
+
+    async def get(self, res: type[R], name: str, namespace: str | None = None) -> R:
+        with translated(f"get {res.__name__} {_ref(namespace, name)}"):
+            obj: R = await self._any.get(res, name, namespace=namespace)
+            return obj
+
+    async def list(
+        self,
+        res: type[R],
+        *,
+        labels: dict[str, Any] | None = None,
+        fields: dict[str, str] | None = None,
+    ) -> tuple[list[R], str]:
+        """All objects (all namespaces for namespaced kinds) and the list's resourceVersion."""
+        namespace = ALL_NS if issubclass(res, lkr.NamespacedResource) else None
+        kwargs: dict[str, Any] = {"labels": labels, "fields": fields, "chunk_size": 500}
+        if namespace is not None:
+            kwargs["namespace"] = namespace
+        with translated(f"list {res.__name__}"):
+            listing = self._any.list(res, **kwargs)
+            items: list[R] = [item async for item in listing]
+            try:
+                version = listing.resourceVersion
+            except NotReadyError:
+                version = ""
+        return items, version
+
+    async def watch(
+        self,
+        res: type[R],
+        resource_version: str,
+        *,
+        labels: dict[str, Any] | None = None,
+        fields: dict[str, str] | None = None,
+    ) -> AsyncIterator[tuple[str, R]]:
+        """Events after ``resource_version``; raises Gone when it is too old."""
+        kwargs: dict[str, Any] = {
+            "labels": labels,
+            "fields": fields,
+            "resource_version": resource_version,
+            "server_timeout": 300,
+        }
+        if issubclass(res, lkr.NamespacedResource):
+            kwargs["namespace"] = ALL_NS
+        with translated(f"watch {res.__name__}"):
+            async for event, obj in self._any.watch(res, **kwargs):
+                yield event, obj
+
+    async def create(self, obj: R) -> R:
+        API_WRITES.labels("create", type(obj).__name__).inc()
+        with translated(f"create {type(obj).__name__} {_describe(obj)}"):
+            created: R = await self._any.create(obj)
+            return created
+
+    async def replace(self, obj: R) -> R:
+        API_WRITES.labels("replace", type(obj).__name__).inc()
+        with translated(f"replace {type(obj).__name__} {_describe(obj)}"):
+            replaced: R = await self._any.replace(obj)
+            return replaced
+
+    async def apply(self, obj: R, *, name: str | None = None, namespace: str | None = None) -> R:
+        """Server-side apply with this client's field manager, taking over conflicts."""
+        API_WRITES.labels("apply", type(obj).__name__).inc()
+        with translated(f"apply {type(obj).__name__} {_describe(obj, name, namespace)}"):
+            if name is not None:
+                applied: R = await self._any.apply(obj, name, namespace=namespace, force=True)
+            else:
+                applied = await self._any.apply(obj, force=True)
+            return applied
+
+    async def delete(
+        self, res: type[R], name: str, namespace: str | None = None, *, uid: str | None = None
+    ) -> None:
+        """Delete; with ``uid`` the API server refuses if the name now belongs to another object."""
+        what = f"delete {res.__name__} {_ref(namespace, name)}"
+        API_WRITES.labels("delete", res.__name__).inc()
+        with translated(what):
+            if uid is None:
+                await self._any.delete(res, name, namespace=namespace)
+                return
+            # lightkube's delete() takes no DeleteOptions body, so build the request
+            # through its generic client and attach the UID precondition.
+            generic = self._any._client
+            request = generic.prepare_request("delete", res=res, name=name, namespace=namespace)
+            request.data = DeleteOptions(preconditions=Preconditions(uid=uid))
+            response = await generic.send(generic.build_adapter_request(request))
+            generic.handle_response("delete", response, request)
+
+
+def _ref(namespace: str | None, name: str) -> str:
+    return f"{namespace}/{name}" if namespace else name
+
+
+def _describe(obj: Any, name: str | None = None, namespace: str | None = None) -> str:
+    meta = getattr(obj, "metadata", None)
+    return _ref(
+        namespace or (meta.namespace if meta else None),
+        name
+        or (meta.name if meta and meta.name else None)
+        or (meta.generateName if meta else "")
+        or "",
+    )
 
 
 @contextlib.asynccontextmanager

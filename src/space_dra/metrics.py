@@ -82,3 +82,57 @@ CHECKPOINT_RECOVERIES = Counter(
 
 def exposition() -> bytes:
     return generate_latest(REGISTRY)
+
+
+# -- controller -------------------------------------------------------------------
+
+POOL_SIZE = Gauge(
+    "space_dra_controller_pool_devices",
+    "Slot devices published in the pool (the cap on ephemeral namespaces).",
+    registry=REGISTRY,
+)
+NAMESPACES_MANAGED = Gauge(
+    "space_dra_controller_namespaces_managed",
+    "Namespaces this controller created and can prove it owns.",
+    registry=REGISTRY,
+)
+UNVERIFIED_NAMESPACES = Gauge(
+    "space_dra_controller_namespaces_unverified",
+    "Namespaces carrying our labels without a valid ownership signature (never deleted).",
+    registry=REGISTRY,
+)
+PROVISION_SECONDS = Histogram(
+    "space_dra_controller_provision_duration_seconds",
+    "From allocation (allocationTimestamp) to NamespaceReady written, per device.",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+PROVISIONED = Counter(
+    "space_dra_controller_provisioned_total",
+    "Devices whose namespace was provisioned (result=ok) or rejected/failed (result=failed).",
+    ["result"],
+    registry=REGISTRY,
+)
+FAILURES = Counter(
+    "space_dra_controller_failures_total",
+    "Provisioning failures by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+GC_DELETIONS = Counter(
+    "space_dra_controller_gc_deletions_total",
+    "Namespaces deleted by garbage collection, by why.",
+    ["why"],
+    registry=REGISTRY,
+)
+API_WRITES = Counter(
+    "space_dra_api_writes_total",
+    "Write requests sent to the API server, by verb and kind.",
+    ["verb", "kind"],
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "space_dra_controller_leader",
+    "1 while this replica holds the leader lease.",
+    registry=REGISTRY,
+)

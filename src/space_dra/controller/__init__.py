@@ -1,0 +1,1 @@
+"""The controller: the only component that provisions or deletes namespaces."""

@@ -1,0 +1,133 @@
+"""Leader election on a coordination.k8s.io Lease, so two replicas never both write.
+
+The same protocol as client-go's leaderelection: the holder renews ``renewTime``
+every ``retry`` seconds; a candidate takes the Lease over only when it has not
+been renewed for ``lease_duration``; every write carries the resourceVersion it
+read, so two candidates cannot both win. A leader that cannot renew within
+``renew_deadline`` stops leading (the caller exits, and the Deployment restarts
+it as a candidate), and a leader that shuts down cleanly releases the Lease so a
+standby takes over at once instead of after the lease duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from lightkube.models.coordination_v1 import LeaseSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.coordination_v1 import Lease
+
+from space_dra.kube import Conflict, KubeError, LightkubeAPI, NotFound
+from space_dra.logs import log_event
+from space_dra.metrics import LEADER
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LeaseOptions:
+    namespace: str
+    name: str
+    identity: str
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry: float = 2.0
+
+
+class LeaderElector:
+    def __init__(self, kube: LightkubeAPI, options: LeaseOptions) -> None:
+        self.kube = kube
+        self.options = options
+        self.leading = False
+
+    def _spec(self, acquired: datetime | None, transitions: int) -> LeaseSpec:
+        now = datetime.now(UTC)
+        return LeaseSpec(
+            holderIdentity=self.options.identity,
+            leaseDurationSeconds=int(self.options.lease_duration),
+            acquireTime=acquired or now,
+            renewTime=now,
+            leaseTransitions=transitions,
+        )
+
+    async def try_acquire_or_renew(self) -> bool:
+        try:
+            lease = await self.kube.get(Lease, self.options.name, self.options.namespace)
+        except NotFound:
+            fresh = Lease(
+                metadata=ObjectMeta(name=self.options.name, namespace=self.options.namespace),
+                spec=self._spec(None, 0),
+            )
+            try:
+                await self.kube.create(fresh)
+            except Conflict:
+                return False
+            return True
+        spec = lease.spec or LeaseSpec()
+        mine = spec.holderIdentity == self.options.identity
+        if not mine and spec.holderIdentity:
+            renewed = spec.renewTime or spec.acquireTime or datetime.min.replace(tzinfo=UTC)
+            duration = timedelta(seconds=spec.leaseDurationSeconds or self.options.lease_duration)
+            if datetime.now(UTC) < renewed + duration:
+                return False
+        transitions = (spec.leaseTransitions or 0) + (0 if mine else 1)
+        lease.spec = self._spec(spec.acquireTime if mine else None, transitions)
+        try:
+            await self.kube.replace(lease)
+        except Conflict:
+            return False
+        return True
+
+    async def acquire(self) -> None:
+        """Return once this replica leads."""
+        log_event(
+            log,
+            logging.INFO,
+            "leader_election_waiting",
+            lease=f"{self.options.namespace}/{self.options.name}",
+        )
+        while True:
+            try:
+                if await self.try_acquire_or_renew():
+                    break
+            except KubeError as exc:
+                log_event(log, logging.WARNING, "leader_election_error", error=str(exc))
+            await asyncio.sleep(self.options.retry)
+        self.leading = True
+        LEADER.set(1)
+        log_event(log, logging.INFO, "leader_elected", identity=self.options.identity)
+
+    async def keep_leading(self) -> None:
+        """Renew until renewal fails for longer than renew_deadline; then return."""
+        last_renewed = time.monotonic()
+        while True:
+            await asyncio.sleep(self.options.retry)
+            try:
+                if await self.try_acquire_or_renew():
+                    last_renewed = time.monotonic()
+                    continue
+            except KubeError as exc:
+                log_event(log, logging.WARNING, "leader_renew_error", error=str(exc))
+            if time.monotonic() - last_renewed > self.options.renew_deadline:
+                break
+        self.leading = False
+        LEADER.set(0)
+        log_event(log, logging.ERROR, "leader_lost", identity=self.options.identity)
+
+    async def release(self) -> None:
+        if not self.leading:
+            return
+        try:
+            lease = await self.kube.get(Lease, self.options.name, self.options.namespace)
+            if lease.spec and lease.spec.holderIdentity == self.options.identity:
+                lease.spec.holderIdentity = None
+                lease.spec.leaseDurationSeconds = 1
+                await self.kube.replace(lease)
+        except KubeError as exc:
+            log_event(log, logging.WARNING, "leader_release_failed", error=str(exc))
+        self.leading = False
+        LEADER.set(0)

@@ -1,0 +1,199 @@
+"""Create one ephemeral namespace and everything in it, idempotently.
+
+The namespace is created with a name we choose (prefix + 5 random characters,
+like ``generateName``) so the ownership signature can be part of the same
+request; everything inside it is server-side applied with one field manager, so
+re-running after a crash converges instead of duplicating.
+
+Inside the namespace: the workload ServiceAccount; a RoleBinding of it to the
+ClusterRole the policy allowed; a RoleBinding that lets the node plugin's
+ServiceAccount mint tokens for exactly that ServiceAccount (the ClusterRole it
+points at names it in ``resourceNames``); and, per config, a ResourceQuota, a
+LimitRange and a NetworkPolicy.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from lightkube.models.core_v1 import LimitRangeItem, LimitRangeSpec, ResourceQuotaSpec
+from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
+from lightkube.models.networking_v1 import (
+    NetworkPolicyEgressRule,
+    NetworkPolicyIngressRule,
+    NetworkPolicyPeer,
+    NetworkPolicyPort,
+    NetworkPolicySpec,
+)
+from lightkube.models.rbac_v1 import RoleRef, Subject
+from lightkube.resources.core_v1 import LimitRange, Namespace, ResourceQuota, ServiceAccount
+from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.resources.rbac_authorization_v1 import RoleBinding
+
+from space_dra.config import Settings
+from space_dra.contract import WORKLOAD_SERVICE_ACCOUNT, DeviceRef, ManagementLabels
+from space_dra.controller.ownership import Signer
+from space_dra.kube import Conflict, LightkubeAPI
+
+# The alphabet Kubernetes uses for generateName: no vowels, no look-alikes.
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+MANAGED_BY_VALUE = "space-dra-controller"
+TOKEN_MINTER_BINDING = "space-dra-token-minter"  # noqa: S105 - a RoleBinding name
+WORKLOAD_BINDING = "space-user"
+QUOTA_NAME = "space-quota"
+LIMITS_NAME = "space-limits"
+NETWORK_POLICY_NAME = "space-isolation"
+
+
+@dataclass(frozen=True)
+class ProvisionerOptions:
+    driver: str
+    plugin_service_account: str  # "<namespace>/<name>"
+    token_minter_cluster_role: str
+
+
+def device_label(device: DeviceRef) -> str:
+    return f"{device.pool}.{device.device}"
+
+
+def random_name(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+
+
+class Provisioner:
+    def __init__(self, kube: LightkubeAPI, options: ProvisionerOptions, signer: Signer) -> None:
+        self.kube = kube
+        self.options = options
+        self.signer = signer
+        self.labels = ManagementLabels(options.driver)
+
+    def signature_valid(self, namespace: Namespace) -> bool:
+        meta = namespace.metadata
+        if meta is None or not meta.name:
+            return False
+        labels = meta.labels or {}
+        annotations = meta.annotations or {}
+        return self.signer.verify(
+            annotations.get(self.labels.ownership),
+            meta.name,
+            labels.get(self.labels.claim_uid, ""),
+            labels.get(self.labels.device, ""),
+        )
+
+    def namespace_object(
+        self, name: str, claim_uid: str, claim_ref: str, device: DeviceRef, settings: Settings
+    ) -> Namespace:
+        level = settings.pod_security
+        labels = {
+            self.labels.managed_by: MANAGED_BY_VALUE,
+            self.labels.claim_uid: claim_uid,
+            self.labels.device: device_label(device),
+            "pod-security.kubernetes.io/enforce": level,
+            "pod-security.kubernetes.io/enforce-version": "latest",
+            "pod-security.kubernetes.io/audit": level,
+            "pod-security.kubernetes.io/warn": level,
+        }
+        annotations = {
+            self.labels.claim_ref: claim_ref,
+            self.labels.ownership: self.signer.sign(name, claim_uid, device_label(device)),
+        }
+        return Namespace(metadata=ObjectMeta(name=name, labels=labels, annotations=annotations))
+
+    async def create_namespace(
+        self, claim_uid: str, claim_ref: str, device: DeviceRef, settings: Settings
+    ) -> Namespace:
+        """Create a fresh namespace; retry with another suffix if the name is taken."""
+        last_error: Conflict | None = None
+        for _ in range(8):
+            name = random_name(settings.generate_name)
+            try:
+                return await self.kube.create(
+                    self.namespace_object(name, claim_uid, claim_ref, device, settings)
+                )
+            except Conflict as exc:
+                last_error = exc
+        prefix = settings.generate_name
+        raise RuntimeError(f"no free namespace name with prefix {prefix!r}: {last_error}")
+
+    def contents(self, namespace: str, settings: Settings) -> list[Any]:
+        """Objects that go into the namespace, in apply order."""
+        plugin_ns, _, plugin_sa = self.options.plugin_service_account.partition("/")
+        common = {self.labels.managed_by: MANAGED_BY_VALUE}
+        objects: list[Any] = [
+            ServiceAccount(
+                metadata=ObjectMeta(
+                    name=WORKLOAD_SERVICE_ACCOUNT, namespace=namespace, labels=common
+                )
+            ),
+            RoleBinding(
+                metadata=ObjectMeta(name=WORKLOAD_BINDING, namespace=namespace, labels=common),
+                roleRef=RoleRef(
+                    apiGroup="rbac.authorization.k8s.io", kind="ClusterRole", name=settings.role
+                ),
+                subjects=[
+                    Subject(
+                        kind="ServiceAccount", name=WORKLOAD_SERVICE_ACCOUNT, namespace=namespace
+                    )
+                ],
+            ),
+            RoleBinding(
+                metadata=ObjectMeta(name=TOKEN_MINTER_BINDING, namespace=namespace, labels=common),
+                roleRef=RoleRef(
+                    apiGroup="rbac.authorization.k8s.io",
+                    kind="ClusterRole",
+                    name=self.options.token_minter_cluster_role,
+                ),
+                subjects=[Subject(kind="ServiceAccount", name=plugin_sa, namespace=plugin_ns)],
+            ),
+        ]
+        if settings.quota:
+            objects.append(
+                ResourceQuota(
+                    metadata=ObjectMeta(name=QUOTA_NAME, namespace=namespace, labels=common),
+                    spec=ResourceQuotaSpec(hard=dict(settings.quota)),
+                )
+            )
+        if settings.limit_range:
+            item = LimitRangeItem(
+                type="Container", **{k: dict(v) for k, v in settings.limit_range.items()}
+            )
+            objects.append(
+                LimitRange(
+                    metadata=ObjectMeta(name=LIMITS_NAME, namespace=namespace, labels=common),
+                    spec=LimitRangeSpec(limits=[item]),
+                )
+            )
+        if settings.network_policy != "none":
+            objects.append(network_policy(namespace, settings.network_policy, common))
+        return objects
+
+    async def fill(self, namespace: str, settings: Settings) -> None:
+        for obj in self.contents(namespace, settings):
+            await self.kube.apply(obj)
+
+
+def network_policy(namespace: str, mode: str, labels: dict[str, str]) -> NetworkPolicy:
+    """``deny-ingress``: only pods of this namespace may connect in.
+    ``deny-all``: additionally, pods may only connect to this namespace and DNS."""
+    same_namespace = [NetworkPolicyPeer(podSelector=LabelSelector())]
+    spec = NetworkPolicySpec(
+        podSelector=LabelSelector(),
+        policyTypes=["Ingress"],
+        ingress=[NetworkPolicyIngressRule(from_=same_namespace)],
+    )
+    if mode == "deny-all":
+        spec.policyTypes = ["Ingress", "Egress"]
+        spec.egress = [
+            NetworkPolicyEgressRule(to=same_namespace),
+            NetworkPolicyEgressRule(
+                ports=[
+                    NetworkPolicyPort(port=53, protocol="UDP"),
+                    NetworkPolicyPort(port=53, protocol="TCP"),
+                ]
+            ),
+        ]
+    return NetworkPolicy(
+        metadata=ObjectMeta(name=NETWORK_POLICY_NAME, namespace=namespace, labels=labels), spec=spec
+    )

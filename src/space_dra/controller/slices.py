@@ -1,0 +1,197 @@
+"""Publish the pool of namespace slots as ResourceSlices.
+
+The pool ``space`` is available on all nodes (``allNodes``) and has N devices
+``slot-0`` .. ``slot-<N-1>``: N caps how many ephemeral namespaces can exist, so a
+burst of claims leaves pods Pending with the scheduler's reason instead of
+flooding the cluster. Slot names are stable, so changing N only adds or removes
+the slots at the end; existing allocations keep their devices.
+
+Devices carry the configured attributes (for CEL selectors) and, where the
+cluster supports it, binding conditions so the scheduler binds a pod only after
+its namespace is ready. Support is discovered by writing a slice with the fields
+and reading it back: an API server with the feature gate off drops them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.models.resource_v1 import Device, DeviceAttribute, ResourcePool, ResourceSliceSpec
+from lightkube.resources.resource_v1 import ResourceSlice
+
+from space_dra.contract import CONDITION_FAILED, CONDITION_READY, POOL_NAME
+from space_dra.controller.informer import Informer, key_of
+from space_dra.kube import KubeError, LightkubeAPI, NotFound
+from space_dra.logs import log_event
+from space_dra.metrics import POOL_SIZE
+
+log = logging.getLogger(__name__)
+
+MAX_DEVICES_PER_SLICE = 128
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    driver: str
+    size: int
+    attributes: Mapping[str, str | int | bool] = field(default_factory=dict)
+    # "auto" (discover), "on" or "off".
+    binding_conditions: str = "auto"
+
+
+def _attribute(value: str | int | bool) -> DeviceAttribute:
+    if isinstance(value, bool):
+        return DeviceAttribute(bool=value)
+    if isinstance(value, int):
+        return DeviceAttribute(int=value)
+    return DeviceAttribute(string=value)
+
+
+def slice_name(driver: str, index: int) -> str:
+    return f"{driver}-{POOL_NAME}-{index}"
+
+
+def desired_devices(spec: PoolSpec, with_binding_conditions: bool) -> list[Device]:
+    devices = []
+    for index in range(spec.size):
+        attributes = {name: _attribute(value) for name, value in spec.attributes.items()}
+        attributes["index"] = DeviceAttribute(int=index)
+        device = Device(name=f"slot-{index}", attributes=attributes)
+        if with_binding_conditions:
+            device.bindingConditions = [CONDITION_READY]
+            device.bindingFailureConditions = [CONDITION_FAILED]
+        devices.append(device)
+    return devices
+
+
+def desired_slices(
+    spec: PoolSpec, generation: int, with_binding_conditions: bool
+) -> list[ResourceSlice]:
+    devices = desired_devices(spec, with_binding_conditions)
+    chunks = [
+        devices[i : i + MAX_DEVICES_PER_SLICE]
+        for i in range(0, len(devices), MAX_DEVICES_PER_SLICE)
+    ]
+    chunks = chunks or [[]]
+    return [
+        ResourceSlice(
+            metadata=ObjectMeta(
+                name=slice_name(spec.driver, index), labels={f"{spec.driver}/pool": POOL_NAME}
+            ),
+            spec=ResourceSliceSpec(
+                driver=spec.driver,
+                pool=ResourcePool(
+                    name=POOL_NAME, generation=generation, resourceSliceCount=len(chunks)
+                ),
+                allNodes=True,
+                devices=chunk,
+            ),
+        )
+        for index, chunk in enumerate(chunks)
+    ]
+
+
+def _content(slices: list[ResourceSlice]) -> list[Any]:
+    """What matters for equality: names and device lists, not generation."""
+    return sorted(
+        (
+            s.metadata.name if s.metadata else "",
+            [d.to_dict() for d in (s.spec.devices or [])] if s.spec else [],
+        )
+        for s in slices
+    )
+
+
+class SlicePublisher:
+    def __init__(self, kube: LightkubeAPI, spec: PoolSpec) -> None:
+        self.kube = kube
+        self.spec = spec
+        self.binding_conditions: bool = spec.binding_conditions != "off"
+        self._dirty = asyncio.Event()
+        self.informer: Informer[ResourceSlice] = Informer(
+            kube, ResourceSlice, self._on_event, fields={"spec.driver": spec.driver}
+        )
+
+    def _on_event(self, event: str, old: Any, new: Any) -> None:
+        self._dirty.set()
+
+    def _ours(self) -> list[ResourceSlice]:
+        return [
+            s
+            for s in self.informer.cache.values()
+            if s.spec is not None
+            and s.spec.driver == self.spec.driver
+            and s.spec.pool.name == POOL_NAME
+        ]
+
+    async def sync(self) -> None:
+        """Make the published slices match the spec; bump the generation on any change."""
+        current = self._ours()
+        generation = max((s.spec.pool.generation for s in current if s.spec), default=0)
+        wanted = desired_slices(self.spec, generation, self.binding_conditions)
+        if _content(current) == _content(wanted) and all(
+            s.spec is not None and s.spec.pool.resourceSliceCount == len(wanted) for s in current
+        ):
+            return
+        wanted = desired_slices(self.spec, generation + 1, self.binding_conditions)
+        for obj in wanted:
+            applied = await self.kube.apply(obj)
+            # Write through, so the next sync compares against what we just wrote
+            # even before the watch echoes it back.
+            self.informer.cache[key_of(applied)] = applied
+            self._check_binding_support(applied)
+        wanted_names = {s.metadata.name for s in wanted if s.metadata}
+        for stale in current:
+            name = stale.metadata.name if stale.metadata else None
+            if name and name not in wanted_names:
+                with contextlib.suppress(NotFound):
+                    await self.kube.delete(ResourceSlice, name)
+                self.informer.cache.pop(key_of(stale), None)
+        POOL_SIZE.set(self.spec.size)
+        log_event(
+            log,
+            logging.INFO,
+            "pool_published",
+            driver=self.spec.driver,
+            devices=self.spec.size,
+            slices=len(wanted),
+            generation=generation + 1,
+            binding_conditions=self.binding_conditions,
+        )
+
+    def _check_binding_support(self, applied: ResourceSlice) -> None:
+        if self.spec.binding_conditions != "auto" or not self.binding_conditions:
+            return
+        devices = (applied.spec.devices if applied.spec else None) or []
+        if devices and not devices[0].bindingConditions:
+            # The API server dropped the field: the feature gate is off.
+            self.binding_conditions = False
+            self._dirty.set()
+            log_event(
+                log, logging.WARNING, "binding_conditions_unsupported", driver=self.spec.driver
+            )
+
+    async def run(self) -> None:
+        watcher = asyncio.create_task(self.informer.run(), name="slice-informer")
+        try:
+            await self.informer.synced.wait()
+            self._dirty.set()
+            while True:
+                await self._dirty.wait()
+                self._dirty.clear()
+                try:
+                    await self.sync()
+                except KubeError as exc:
+                    log_event(log, logging.ERROR, "pool_publish_failed", error=str(exc))
+                    await asyncio.sleep(2)
+                    self._dirty.set()
+                # Coalesce bursts of slice events (our own writes echo back).
+                await asyncio.sleep(0.2)
+        finally:
+            watcher.cancel()

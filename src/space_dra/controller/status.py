@@ -1,0 +1,161 @@
+"""Tell users and the kubelet plugin what happened: claim status and Events.
+
+Claim status is written with server-side apply on the ``status`` subresource.
+``status.devices`` is a map list keyed by driver/pool/device, so our apply owns
+exactly our entries and never touches another driver's; each apply carries all of
+our entries for the claim, because with SSA an omitted entry would be removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import Condition, ObjectMeta
+from lightkube.models.resource_v1 import AllocatedDeviceStatus
+from lightkube.models.resource_v1 import ResourceClaimStatus as ClaimStatusModel
+from lightkube.resources.core_v1 import Event
+from lightkube.resources.resource_v1 import ResourceClaimStatus
+
+from space_dra.contract import (
+    CONDITION_FAILED,
+    CONDITION_READY,
+    ClaimView,
+    DeviceRef,
+    NamespaceRecord,
+)
+from space_dra.kube import KubeError, LightkubeAPI
+from space_dra.logs import log_event
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "space-dra-controller"
+
+
+@dataclass(frozen=True)
+class DeviceOutcome:
+    """What status to record for one device."""
+
+    device: DeviceRef
+    record: NamespaceRecord | None = None
+    failure_reason: str = ""
+    failure_message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failure_reason)
+
+
+def _condition(
+    view: ClaimView, device: DeviceRef, kind: str, status: str, reason: str, message: str
+) -> Condition:
+    """Keep lastTransitionTime when the status did not change, as conditions should."""
+    for existing in (view.claim.status.devices if view.claim.status else None) or []:
+        if (existing.driver, existing.pool, existing.device) != (
+            view.driver,
+            device.pool,
+            device.device,
+        ):
+            continue
+        for condition in existing.conditions or []:
+            if condition.type == kind and condition.status == status:
+                return Condition(
+                    type=kind,
+                    status=status,
+                    reason=reason,
+                    message=message,
+                    lastTransitionTime=condition.lastTransitionTime,
+                )
+    return Condition(
+        type=kind,
+        status=status,
+        reason=reason,
+        message=message,
+        lastTransitionTime=datetime.now(UTC),
+    )
+
+
+def device_status(view: ClaimView, outcome: DeviceOutcome) -> AllocatedDeviceStatus:
+    device = outcome.device
+    if outcome.failed:
+        conditions = [
+            _condition(
+                view,
+                device,
+                CONDITION_READY,
+                "False",
+                outcome.failure_reason,
+                outcome.failure_message,
+            ),
+            _condition(
+                view,
+                device,
+                CONDITION_FAILED,
+                "True",
+                outcome.failure_reason,
+                outcome.failure_message,
+            ),
+        ]
+        data = None
+    else:
+        assert outcome.record is not None
+        message = f"namespace {outcome.record.namespace} is ready"
+        conditions = [
+            _condition(view, device, CONDITION_READY, "True", "Provisioned", message),
+            _condition(view, device, CONDITION_FAILED, "False", "Provisioned", ""),
+        ]
+        data = outcome.record.to_data()
+    return AllocatedDeviceStatus(
+        driver=view.driver,
+        pool=device.pool,
+        device=device.device,
+        shareID=device.share_id,
+        conditions=conditions,
+        data=data,
+    )
+
+
+async def write_status(kube: LightkubeAPI, view: ClaimView, outcomes: list[DeviceOutcome]) -> None:
+    body = ResourceClaimStatus(
+        metadata=ObjectMeta(name=view.name, namespace=view.namespace),
+        status=ClaimStatusModel(devices=[device_status(view, o) for o in outcomes]),
+    )
+    await kube.apply(body, name=view.name, namespace=view.namespace)
+
+
+async def emit_event(
+    kube: LightkubeAPI, view: ClaimView, kind: str, reason: str, message: str
+) -> None:
+    """Best effort: an Event that cannot be written is logged, never fatal."""
+    now = datetime.now(UTC)
+    event = Event(
+        metadata=ObjectMeta(name=f"{view.name}.{secrets.token_hex(8)}", namespace=view.namespace),
+        involvedObject=ObjectReference(
+            apiVersion="resource.k8s.io/v1",
+            kind="ResourceClaim",
+            name=view.name,
+            namespace=view.namespace,
+            uid=view.uid,
+        ),
+        reason=reason,
+        message=message[:1024],
+        type=kind,
+        source=EventSource(component=COMPONENT),
+        firstTimestamp=now,
+        lastTimestamp=now,
+        count=1,
+    )
+    try:
+        await kube.create(event)
+    except KubeError as exc:
+        log_event(
+            log,
+            logging.WARNING,
+            "event_write_failed",
+            claim_uid=view.uid,
+            reason=reason,
+            error=str(exc),
+        )
