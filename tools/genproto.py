@@ -38,8 +38,8 @@ def generate(out_dir: Path) -> None:
             f"--plugin=protoc-gen-mypy_grpc={plugins / 'protoc-gen-mypy_grpc'}",
             f"--python_out={out_dir}",
             f"--grpc_python_out={out_dir}",
-            f"--mypy_out={out_dir}",
-            f"--mypy_grpc_out={out_dir}",
+            f"--mypy_out=quiet:{out_dir}",
+            f"--mypy_grpc_out=quiet:{out_dir}",
             str(proto.relative_to(SRC)),
         ]
         if protoc.main(args) != 0:

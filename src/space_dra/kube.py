@@ -144,7 +144,8 @@ class LightkubeAPI:
     ) -> IssuedToken:
         API_WRITES.labels("create", "TokenRequest").inc()
         request = ServiceAccount.Token(
-            spec=TokenRequestSpec(audiences=[], expirationSeconds=expiration_seconds)
+            metadata=ObjectMeta(),
+            spec=TokenRequestSpec(audiences=[], expirationSeconds=expiration_seconds),
         )
         with translated(f"create token for ServiceAccount {namespace}/{service_account}"):
             issued = await self._client.create(request, service_account, namespace=namespace)

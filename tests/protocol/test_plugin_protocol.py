@@ -106,7 +106,11 @@ async def test_get_info_names_driver_endpoint_and_versions(harness: Harness) -> 
     assert info.name == DRIVER
     assert info.endpoint == str(harness.server.paths.dra)
     assert Path(info.endpoint).is_absolute()
-    assert list(info.supported_versions) == ["v1.DRAPlugin", "v1beta1.DRAPlugin"]
+    assert list(info.supported_versions) == [
+        "v1.DRAPlugin",
+        "v1beta1.DRAPlugin",
+        "v1alpha1.DRAResourceHealth",
+    ]
 
 
 async def test_socket_layout_and_modes(harness: Harness) -> None:
@@ -564,3 +568,29 @@ async def test_token_is_rotated_before_expiry_through_the_same_directory(harness
     hidden = [p.name for p in directory.iterdir() if p.name.startswith("..") and not p.is_symlink()]
     assert len(hidden) == 1, "old generations are removed"
     assert len(harness.kube.tokens_issued) == 2
+
+
+async def test_health_stream_reports_prepared_devices(harness: Harness) -> None:
+    from space_dra.proto.dra_health.v1alpha1 import api_pb2 as health_api
+
+    call = harness.kubelet.channel.unary_stream(
+        "/v1alpha1.DRAResourceHealth/NodeWatchResources",
+        request_serializer=health_api.NodeWatchResourcesRequest.SerializeToString,
+        response_deserializer=health_api.NodeWatchResourcesResponse.FromString,
+    )
+    stream = call(health_api.NodeWatchResourcesRequest())
+    first = await asyncio.wait_for(stream.read(), 5)
+    assert list(first.devices) == []
+
+    uid = add_ready_claim(harness)
+    await harness.kubelet.prepare(("default", "test-claim", uid))
+    update = await asyncio.wait_for(stream.read(), 5)
+    [device] = update.devices
+    assert (device.device.pool_name, device.device.device_name) == ("space", "slot-0")
+    assert device.health == health_api.HEALTHY
+    assert device.health_check_timeout_seconds > 0
+
+    await harness.kubelet.unprepare(("default", "test-claim", uid))
+    after = await asyncio.wait_for(stream.read(), 5)
+    assert list(after.devices) == []
+    stream.cancel()

@@ -79,6 +79,31 @@ class ClaimError(Exception):
 
 
 @dataclass(frozen=True)
+class DeviceHealth:
+    pool: str
+    device: str
+    healthy: bool
+    message: str
+
+
+class ChangeSignal:
+    """Wakes every waiter when the set of prepared devices or their health changes."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, seconds: float) -> None:
+        """Return on the next change or after ``seconds``, whichever comes first."""
+        event = self._event
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+
+
+@dataclass(frozen=True)
 class _Planned:
     ref: DeviceRef
     settings: Settings
@@ -98,6 +123,8 @@ class NamespaceDriver:
         self.checkpoint = Checkpoint(options.checkpoint_path)
         self._prepared: dict[str, PreparedClaim] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._refresh_errors: dict[str, str] = {}
+        self.changed = ChangeSignal()
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -134,6 +161,21 @@ class NamespaceDriver:
 
     def prepared(self) -> dict[str, PreparedClaim]:
         return dict(self._prepared)
+
+    def health(self) -> list[DeviceHealth]:
+        """Each prepared device is healthy while its credentials are in place and valid."""
+        now = self.clock()
+        report = []
+        for claim in self._prepared.values():
+            problem = self._refresh_errors.get(claim.uid)
+            for device in claim.devices:
+                message = problem or ""
+                if not message and device.token_expires_at and now >= device.token_expires_at:
+                    message = "the namespace token has expired and could not be refreshed"
+                if not message and not self.artifacts.complete(device.artifact_dir_name):
+                    message = f"credential files for claim {claim.uid} are missing"
+                report.append(DeviceHealth(device.pool, device.device, not message, message))
+        return report
 
     @contextlib.asynccontextmanager
     async def _claim_lock(self, uid: str) -> AsyncIterator[None]:
@@ -305,6 +347,7 @@ class NamespaceDriver:
             self._remove_files(ref.uid, claim)
             raise ClaimError(f"claim {ref.uid}: writing files failed: {exc}") from None
         PREPARED_CLAIMS.set(len(self._prepared))
+        self.changed.notify()
         log_event(
             log,
             logging.INFO,
@@ -402,7 +445,12 @@ class NamespaceDriver:
                     if await self._repair(claim):
                         TOKEN_REFRESHES.labels("ok").inc()
                         log_event(log, logging.INFO, "claim_credentials_refreshed", claim_uid=uid)
+                    if self._refresh_errors.pop(uid, None) is not None:
+                        self.changed.notify()
                 except (ClaimError, OSError) as exc:
+                    if self._refresh_errors.get(uid) != str(exc):
+                        self._refresh_errors[uid] = str(exc)
+                        self.changed.notify()
                     TOKEN_REFRESHES.labels("error").inc()
                     log_event(
                         log, logging.WARNING, "claim_refresh_failed", claim_uid=uid, error=str(exc)
@@ -452,7 +500,9 @@ class NamespaceDriver:
         lock = self._locks.get(ref.uid)
         if lock is not None and not lock.locked():
             del self._locks[ref.uid]
+        self._refresh_errors.pop(ref.uid, None)
         PREPARED_CLAIMS.set(len(self._prepared))
+        self.changed.notify()
         log_event(
             log,
             logging.INFO,

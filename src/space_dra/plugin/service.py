@@ -9,7 +9,8 @@ the request: the kubelet treats a missing entry as "call again".
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import grpc
@@ -23,14 +24,19 @@ from space_dra.proto.dra.v1 import api_pb2 as v1
 from space_dra.proto.dra.v1 import api_pb2_grpc as v1_grpc
 from space_dra.proto.dra.v1beta1 import api_pb2 as v1beta1
 from space_dra.proto.dra.v1beta1 import api_pb2_grpc as v1beta1_grpc
+from space_dra.proto.dra_health.v1alpha1 import api_pb2 as health_v1alpha1
+from space_dra.proto.dra_health.v1alpha1 import api_pb2_grpc as health_v1alpha1_grpc
 from space_dra.proto.pluginregistration import api_pb2 as reg
 from space_dra.proto.pluginregistration import api_pb2_grpc as reg_grpc
 
 log = logging.getLogger(__name__)
 
 DRA_PLUGIN_TYPE = "DRAPlugin"
-# Order matters: the kubelet takes the first entry it supports.
-SUPPORTED_VERSIONS = ("v1.DRAPlugin", "v1beta1.DRAPlugin")
+# Order matters: the kubelet takes the first DRAPlugin entry it supports.
+SUPPORTED_VERSIONS = ("v1.DRAPlugin", "v1beta1.DRAPlugin", "v1alpha1.DRAResourceHealth")
+# The kubelet marks a device Unknown when no update arrived for this long; the
+# stream repeats the full list at half that interval.
+HEALTH_TIMEOUT_SECONDS = 120
 # The service names the health service reports on; "" is the whole server.
 HEALTH_SERVICES = (
     "",
@@ -130,6 +136,37 @@ class DRAPluginV1Beta1(v1beta1_grpc.DRAPluginServicer):
         return response
 
 
+class DeviceHealthService(health_v1alpha1_grpc.DRAResourceHealthServicer):
+    """Streams the health of prepared devices to the kubelet (pod allocatedResourcesStatus)."""
+
+    def __init__(self, driver: NamespaceDriver) -> None:
+        self.driver = driver
+
+    def snapshot(self) -> health_v1alpha1.NodeWatchResourcesResponse:
+        now = int(time.time())
+        return health_v1alpha1.NodeWatchResourcesResponse(
+            devices=[
+                health_v1alpha1.DeviceHealth(
+                    device=health_v1alpha1.DeviceIdentifier(
+                        pool_name=item.pool, device_name=item.device
+                    ),
+                    health=health_v1alpha1.HEALTHY if item.healthy else health_v1alpha1.UNHEALTHY,
+                    last_updated_time=now,
+                    health_check_timeout_seconds=HEALTH_TIMEOUT_SECONDS,
+                    message=item.message,
+                )
+                for item in self.driver.health()
+            ]
+        )
+
+    async def NodeWatchResources(  # noqa: N802
+        self, request: health_v1alpha1.NodeWatchResourcesRequest, context: Any
+    ) -> AsyncIterator[health_v1alpha1.NodeWatchResourcesResponse]:
+        while True:
+            yield self.snapshot()
+            await self.driver.changed.wait(HEALTH_TIMEOUT_SECONDS / 2)
+
+
 class Registration(reg_grpc.RegistrationServicer):
     """Answers the kubelet's pluginwatcher and records its verdict."""
 
@@ -183,4 +220,7 @@ def add_dra_services(
 
     v1_grpc.add_DRAPluginServicer_to_server(DRAPluginV1(driver), server)
     v1beta1_grpc.add_DRAPluginServicer_to_server(DRAPluginV1Beta1(driver), server)
+    health_v1alpha1_grpc.add_DRAResourceHealthServicer_to_server(
+        DeviceHealthService(driver), server
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
