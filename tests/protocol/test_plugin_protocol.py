@@ -579,18 +579,18 @@ async def test_health_stream_reports_prepared_devices(harness: Harness) -> None:
         response_deserializer=health_api.NodeWatchResourcesResponse.FromString,
     )
     stream = call(health_api.NodeWatchResourcesRequest())
-    first = await asyncio.wait_for(stream.read(), 5)
+    first: Any = await asyncio.wait_for(stream.read(), 5)
     assert list(first.devices) == []
 
     uid = add_ready_claim(harness)
     await harness.kubelet.prepare(("default", "test-claim", uid))
-    update = await asyncio.wait_for(stream.read(), 5)
+    update: Any = await asyncio.wait_for(stream.read(), 5)
     [device] = update.devices
     assert (device.device.pool_name, device.device.device_name) == ("space", "slot-0")
     assert device.health == health_api.HEALTHY
     assert device.health_check_timeout_seconds > 0
 
     await harness.kubelet.unprepare(("default", "test-claim", uid))
-    after = await asyncio.wait_for(stream.read(), 5)
+    after: Any = await asyncio.wait_for(stream.read(), 5)
     assert list(after.devices) == []
     stream.cancel()
