@@ -1,0 +1,53 @@
+{{- define "space-dra.name" -}}space-dra{{- end -}}
+
+{{- define "space-dra.fullname" -}}
+{{- if contains "space-dra" .Release.Name -}}{{ .Release.Name | trunc 50 | trimSuffix "-" }}{{- else -}}{{ printf "%s-space-dra" .Release.Name | trunc 50 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+
+{{- define "space-dra.labels" -}}
+app.kubernetes.io/name: {{ include "space-dra.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "space-dra.selector" -}}
+app.kubernetes.io/name: {{ include "space-dra.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "space-dra.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{- define "space-dra.deviceClassName" -}}
+{{ .Values.deviceClass.name | default .Values.driverName }}
+{{- end -}}
+
+{{- define "space-dra.controllerServiceAccount" -}}{{ include "space-dra.fullname" . }}-controller{{- end -}}
+{{- define "space-dra.pluginServiceAccount" -}}{{ include "space-dra.fullname" . }}-kubelet-plugin{{- end -}}
+{{- define "space-dra.tokenMinterRole" -}}{{ include "space-dra.fullname" . }}-token-minter{{- end -}}
+
+{{/* Every ClusterRole a claim may bind: what the controller needs "bind" on. */}}
+{{- define "space-dra.bindableRoles" -}}
+{{- $roles := concat .Values.policy.allowedRoles (list .Values.defaults.role (include "space-dra.tokenMinterRole" .)) | uniq -}}
+{{- toJson $roles -}}
+{{- end -}}
+
+{{- define "space-dra.common-env" -}}
+- name: DRIVER_NAME
+  value: {{ .Values.driverName | quote }}
+- name: SPACE_DRA_LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
+- name: SPACE_DRA_LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+{{- end -}}
+
+{{- define "space-dra.attributes" -}}
+{{- $items := list -}}
+{{- range $name, $value := .Values.pool.attributes -}}
+{{- $items = append $items (printf "%s=%v" $name $value) -}}
+{{- end -}}
+{{- join "," $items -}}
+{{- end -}}
