@@ -342,6 +342,13 @@ class LocalCluster:
         lay = self.layout
         bins = fetch.ensure_all(lay)
         pause = fetch.pause_binary(lay)
+        if self.pki.ca_crt.exists() and lay.run.exists():
+            comps = self.components(bins)
+            if not any(c.running() for c in comps.values()):
+                # Left behind by a run that ended without `down` (e.g. the session was killed):
+                # clear stale mounts, shims, sockets and network state before starting again.
+                for note in self.down():
+                    fetch.say(f"stale state: {note}")
         for d in (lay.state, lay.logs, lay.pids, lay.config, lay.run, lay.bin, paths.KUBELET_ROOT):
             d.mkdir(parents=True, exist_ok=True)
         for d in paths.CDI_SPEC_DIRS:
