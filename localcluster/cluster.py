@@ -429,14 +429,19 @@ class LocalCluster:
         notes: list[str] = []
         bins = fetch.binaries(lay)
         comps = self.components(bins) if lay.pki.exists() and self.pki.ca_crt.exists() else {}
+        t0 = time.monotonic()
         if "kubelet" in comps and comps["kubelet"].stop():
-            notes.append("stopped kubelet")
+            notes.append(f"stopped kubelet ({time.monotonic() - t0:.1f}s)")
         if "containerd" in comps and comps["containerd"].running():
             notes += self._remove_containers(bins)
         notes += self._kill_leftovers()
         for name in reversed(ORDER):
-            if name in comps and name != "kubelet" and comps[name].stop():
-                notes.append(f"stopped {name}")
+            t0 = time.monotonic()
+            # The apiserver can hang in graceful shutdown while clients (watches, exec streams)
+            # stay connected; its state is in etcd, so it gets SIGKILL after a short grace.
+            grace = 5.0 if name == "kube-apiserver" else 20.0
+            if name in comps and name != "kubelet" and comps[name].stop(timeout=grace):
+                notes.append(f"stopped {name} ({time.monotonic() - t0:.1f}s)")
         unmounted = mounts.unmount_all([paths.KUBELET_ROOT, lay.state])
         if unmounted:
             notes.append(f"unmounted {len(unmounted)} mounts")
