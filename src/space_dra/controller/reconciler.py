@@ -83,6 +83,9 @@ class Reconciler:
         self._keys: dict[str, Key] = {}
         self._first_seen: dict[str, float] = {}
         self._unverified_reported: set[str] = set()
+        # UIDs of namespaces we asked to delete whose Terminating state may not be
+        # cached yet, so a second pass does not delete (and count) them again.
+        self._deleting: set[str] = set()
 
     # -- events ----------------------------------------------------------------------
 
@@ -105,6 +108,8 @@ class Reconciler:
         uid = labels.get(self.labels.claim_uid)
         if new is not None:
             self._created.pop((uid or "", labels.get(self.labels.device, "")), None)
+        if new is None or (new.metadata and new.metadata.deletionTimestamp):
+            self._deleting.discard(obj.metadata.uid if obj.metadata else "")
         # Queue the owning claim, if we know it, so duplicates and orphans are settled.
         key = self._keys.get(uid or "")
         if key is not None:
@@ -285,6 +290,8 @@ class Reconciler:
             return
         meta = namespace.metadata
         assert meta is not None and meta.name
+        if meta.uid in self._deleting:
+            return
         try:
             await self.kube.delete(Namespace, meta.name, uid=meta.uid)
         except NotFound:
@@ -293,6 +300,8 @@ class Reconciler:
             if exc.status == 409:  # the UID precondition failed: the name is someone else's now
                 return
             raise
+        if meta.uid:
+            self._deleting.add(meta.uid)
         GC_DELETIONS.labels(verdict.why).inc()
         labels = meta.labels or {}
         log_event(
