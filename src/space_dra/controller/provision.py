@@ -82,25 +82,6 @@ class Provisioner:
             labels.get(self.labels.device, ""),
         )
 
-    def namespace_object(
-        self, name: str, claim_uid: str, claim_ref: str, device: DeviceRef, settings: Settings
-    ) -> Namespace:
-        level = settings.pod_security
-        labels = {
-            self.labels.managed_by: MANAGED_BY_VALUE,
-            self.labels.claim_uid: claim_uid,
-            self.labels.device: device_label(device),
-            "pod-security.kubernetes.io/enforce": level,
-            "pod-security.kubernetes.io/enforce-version": "latest",
-            "pod-security.kubernetes.io/audit": level,
-            "pod-security.kubernetes.io/warn": level,
-        }
-        annotations = {
-            self.labels.claim_ref: claim_ref,
-            self.labels.ownership: self.signer.sign(name, claim_uid, device_label(device)),
-        }
-        return Namespace(metadata=ObjectMeta(name=name, labels=labels, annotations=annotations))
-
     async def create_namespace(
         self, claim_uid: str, claim_ref: str, device: DeviceRef, settings: Settings
     ) -> Namespace:
@@ -109,9 +90,10 @@ class Provisioner:
         for _ in range(8):
             name = random_name(settings.generate_name)
             try:
-                return await self.kube.create(
-                    self.namespace_object(name, claim_uid, claim_ref, device, settings)
+                namespace = namespace_object(
+                    self.labels, self.signer, name, claim_uid, claim_ref, device, settings
                 )
+                return await self.kube.create(namespace)
             except Conflict as exc:
                 last_error = exc
         prefix = settings.generate_name
@@ -172,6 +154,37 @@ class Provisioner:
     async def fill(self, namespace: str, settings: Settings) -> None:
         for obj in self.contents(namespace, settings):
             await self.kube.apply(obj)
+
+
+def namespace_object(
+    labels: ManagementLabels,
+    signer: Signer,
+    name: str,
+    claim_uid: str,
+    claim_ref: str,
+    device: DeviceRef,
+    settings: Settings,
+) -> Namespace:
+    """The Namespace as we create it: management labels, Pod Security, signature."""
+    level = settings.pod_security
+    return Namespace(
+        metadata=ObjectMeta(
+            name=name,
+            labels={
+                labels.managed_by: MANAGED_BY_VALUE,
+                labels.claim_uid: claim_uid,
+                labels.device: device_label(device),
+                "pod-security.kubernetes.io/enforce": level,
+                "pod-security.kubernetes.io/enforce-version": "latest",
+                "pod-security.kubernetes.io/audit": level,
+                "pod-security.kubernetes.io/warn": level,
+            },
+            annotations={
+                labels.claim_ref: claim_ref,
+                labels.ownership: signer.sign(name, claim_uid, device_label(device)),
+            },
+        )
+    )
 
 
 def network_policy(namespace: str, mode: str, labels: dict[str, str]) -> NetworkPolicy:

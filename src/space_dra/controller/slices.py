@@ -113,6 +113,9 @@ class SlicePublisher:
         self.kube = kube
         self.spec = spec
         self.binding_conditions: bool = spec.binding_conditions != "off"
+        # The highest generation this process published: slices deleted behind
+        # our back must not make the generation go backwards.
+        self._generation = 0
         self._dirty = asyncio.Event()
         self.informer: Informer[ResourceSlice] = Informer(
             kube, ResourceSlice, self._on_event, fields={"spec.driver": spec.driver}
@@ -133,13 +136,17 @@ class SlicePublisher:
     async def sync(self) -> None:
         """Make the published slices match the spec; bump the generation on any change."""
         current = self._ours()
-        generation = max((s.spec.pool.generation for s in current if s.spec), default=0)
+        generation = max(
+            (s.spec.pool.generation for s in current if s.spec), default=self._generation
+        )
         wanted = desired_slices(self.spec, generation, self.binding_conditions)
         if _content(current) == _content(wanted) and all(
             s.spec is not None and s.spec.pool.resourceSliceCount == len(wanted) for s in current
         ):
             return
-        wanted = desired_slices(self.spec, generation + 1, self.binding_conditions)
+        generation = max(generation, self._generation) + 1
+        self._generation = generation
+        wanted = desired_slices(self.spec, generation, self.binding_conditions)
         for obj in wanted:
             applied = await self.kube.apply(obj)
             # Write through, so the next sync compares against what we just wrote
@@ -161,7 +168,7 @@ class SlicePublisher:
             driver=self.spec.driver,
             devices=self.spec.size,
             slices=len(wanted),
-            generation=generation + 1,
+            generation=generation,
             binding_conditions=self.binding_conditions,
         )
 
