@@ -123,7 +123,12 @@ class HostDriver:
             "delete", "resourceslices", "--field-selector", f"spec.driver={self.driver}"
         )
         self.cluster.kubectl_result(
-            "delete", "namespace", self.namespace, "--ignore-not-found", "--wait=false"
+            "delete",
+            "namespace",
+            self.namespace,
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=90s",
         )
 
     def _write_kubeconfig(self, service_account: str) -> Path:
