@@ -445,7 +445,7 @@ def _typename(value: Any) -> str:
 
 def _safe(key: Any) -> str:
     text = str(key)
-    return text if len(text) <= 64 and text.isprintable() else repr(text[:64])
+    return text if text and len(text) <= 64 and text.isprintable() else repr(text[:64])
 
 
 def _unknown(key: Any, known: Mapping[str, Any]) -> str:
