@@ -6,6 +6,9 @@ from collections import Counter
 
 import pytest
 
+# The gRPC tests reuse the protocol suite's real plugin server fixture.
+from tests.protocol.conftest import dirs, harness  # noqa: F401
+
 TALLY: Counter[str] = Counter()
 
 

@@ -73,6 +73,16 @@ class ClaimRef:
     name: str
     uid: str
 
+    @property
+    def display(self) -> str:
+        """namespace/name for messages, clipped to Kubernetes' limits so hostile
+        requests cannot make errors and logs arbitrarily large."""
+        return f"{clip(self.namespace, 63)}/{clip(self.name, 253)}"
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
 
 class ClaimError(Exception):
     """Preparing or unpreparing one claim failed; the message goes to the kubelet."""
@@ -205,7 +215,7 @@ class NamespaceDriver:
                 logging.WARNING,
                 "claim_prepare_failed",
                 claim_uid=ref.uid,
-                claim=f"{ref.namespace}/{ref.name}",
+                claim=f"{ref.display}",
                 error=str(exc),
             )
             return exc
@@ -222,7 +232,7 @@ class NamespaceDriver:
         try:
             check_uid(ref.uid)
         except NamingError as exc:
-            raise ClaimError(f"claim {ref.namespace}/{ref.name}: {exc}") from None
+            raise ClaimError(f"claim {ref.display}: {exc}") from None
         async with self._claim_lock(ref.uid):
             known = self._prepared.get(ref.uid)
             if known is not None and (known.namespace, known.name) == (ref.namespace, ref.name):
@@ -255,21 +265,17 @@ class NamespaceDriver:
         try:
             claim = await self.kube.get_claim(ref.namespace, ref.name)
         except NotFound:
-            raise ClaimError(
-                f"claim {ref.uid}: ResourceClaim {ref.namespace}/{ref.name} not found"
-            ) from None
+            raise ClaimError(f"claim {ref.uid}: ResourceClaim {ref.display} not found") from None
         except KubeError as exc:
             raise ClaimError(f"claim {ref.uid}: {exc}") from None
         view = ClaimView(claim, self.options.driver_name)
         if view.uid != ref.uid:
             raise ClaimError(
-                f"claim {ref.uid}: ResourceClaim {ref.namespace}/{ref.name} now has UID "
+                f"claim {ref.uid}: ResourceClaim {ref.display} now has UID "
                 f"{view.uid or '(none)'}; the claim was replaced"
             )
         if not view.allocated:
-            raise ClaimError(
-                f"claim {ref.uid}: ResourceClaim {ref.namespace}/{ref.name} is not allocated"
-            )
+            raise ClaimError(f"claim {ref.uid}: ResourceClaim {ref.display} is not allocated")
         return view
 
     def _plan_devices(self, ref: ClaimRef, view: ClaimView) -> tuple[list[_Planned], list[str]]:
@@ -277,7 +283,7 @@ class NamespaceDriver:
         if not devices:
             raise ClaimError(
                 f"claim {ref.uid}: no device of driver {self.options.driver_name} is allocated to "
-                f"ResourceClaim {ref.namespace}/{ref.name}"
+                f"ResourceClaim {ref.display}"
             )
         planned: list[_Planned] = []
         waiting_for: list[str] = []
@@ -353,7 +359,7 @@ class NamespaceDriver:
             logging.INFO,
             "claim_prepared",
             claim_uid=ref.uid,
-            claim=f"{ref.namespace}/{ref.name}",
+            claim=f"{ref.display}",
             namespaces=",".join(d.namespace for d in devices),
         )
         return list(devices)
@@ -490,7 +496,7 @@ class NamespaceDriver:
         try:
             check_uid(ref.uid)
         except NamingError as exc:
-            raise ClaimError(f"claim {ref.namespace}/{ref.name}: {exc}") from None
+            raise ClaimError(f"claim {ref.display}: {exc}") from None
         async with self._claim_lock(ref.uid):
             try:
                 self._remove_files(ref.uid, self._prepared.get(ref.uid))
@@ -508,7 +514,7 @@ class NamespaceDriver:
             logging.INFO,
             "claim_unprepared",
             claim_uid=ref.uid,
-            claim=f"{ref.namespace}/{ref.name}",
+            claim=f"{ref.display}",
         )
 
     def _remove_files(self, uid: str, claim: PreparedClaim | None) -> None:

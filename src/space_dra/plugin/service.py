@@ -19,7 +19,7 @@ from grpc_health.v1._async import HealthServicer
 
 from space_dra.logs import log_event
 from space_dra.metrics import REGISTERED
-from space_dra.plugin.driver import ClaimError, ClaimRef, NamespaceDriver
+from space_dra.plugin.driver import ClaimError, ClaimRef, NamespaceDriver, clip
 from space_dra.proto.dra.v1 import api_pb2 as v1
 from space_dra.proto.dra.v1 import api_pb2_grpc as v1_grpc
 from space_dra.proto.dra.v1beta1 import api_pb2 as v1beta1
@@ -54,9 +54,9 @@ def _unique_refs(claims: Iterable[Any]) -> tuple[list[ClaimRef], dict[str, Claim
         seen = refs.get(ref.uid)
         if seen is not None and seen != ref:
             conflicts[ref.uid] = ClaimError(
-                f"claim {ref.uid}: the request names this UID for both "
-                f"{seen.namespace}/{seen.name} "
-                f"and {ref.namespace}/{ref.name}"
+                f"claim {clip(ref.uid, 64)}: the request names this UID for both "
+                f"{seen.display} "
+                f"and {ref.display}"
             )
         refs.setdefault(ref.uid, ref)
     return [ref for uid, ref in refs.items() if uid not in conflicts], conflicts
