@@ -17,14 +17,13 @@ it is re-created from the checkpoint after a reboot.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-
-import yaml
 
 DATA_LINK = "..data"
 ROOT_MODE = 0o700
@@ -42,30 +41,37 @@ def kubeconfig(server: str, ca_pem: bytes, namespace: str, token_path: str) -> b
 
     The token is referenced by its in-container path rather than embedded, so
     clients that re-read ``tokenFile`` (client-go does, every minute) keep working
-    across rotations without reloading the kubeconfig.
+    across rotations without reloading the kubeconfig. Every value is written as a
+    JSON string, which YAML reads as a double-quoted scalar: nothing a value
+    contains can change the document's structure, and it is cheaper than a YAML
+    emitter on the prepare path.
     """
-    document = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "space",
-                "cluster": {
-                    "server": server,
-                    "certificate-authority-data": base64.b64encode(ca_pem).decode(),
-                },
-            }
-        ],
-        "users": [{"name": "space", "user": {"tokenFile": token_path}}],
-        "contexts": [
-            {
-                "name": "space",
-                "context": {"cluster": "space", "user": "space", "namespace": namespace},
-            }
-        ],
-        "current-context": "space",
+    quoted = {
+        "server": json.dumps(server),
+        "ca": json.dumps(base64.b64encode(ca_pem).decode()),
+        "namespace": json.dumps(namespace),
+        "token": json.dumps(token_path),
     }
-    return yaml.safe_dump(document, sort_keys=False).encode()
+    return (
+        "apiVersion: v1\n"
+        "kind: Config\n"
+        "clusters:\n"
+        "- name: space\n"
+        "  cluster:\n"
+        f"    server: {quoted['server']}\n"
+        f"    certificate-authority-data: {quoted['ca']}\n"
+        "users:\n"
+        "- name: space\n"
+        "  user:\n"
+        f"    tokenFile: {quoted['token']}\n"
+        "contexts:\n"
+        "- name: space\n"
+        "  context:\n"
+        "    cluster: space\n"
+        "    user: space\n"
+        f"    namespace: {quoted['namespace']}\n"
+        "current-context: space\n"
+    ).encode()
 
 
 def render(

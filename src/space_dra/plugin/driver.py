@@ -43,7 +43,13 @@ from space_dra.naming import (
 )
 from space_dra.plugin.artifacts import ArtifactStore, render
 from space_dra.plugin.cdi import CDIDevice, CDISpecs
-from space_dra.plugin.checkpoint import Checkpoint, CheckpointCorrupt, PreparedClaim, PreparedDevice
+from space_dra.plugin.checkpoint import (
+    Checkpoint,
+    CheckpointCorrupt,
+    GroupCommit,
+    PreparedClaim,
+    PreparedDevice,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +137,7 @@ class NamespaceDriver:
         self.cdi = CDISpecs(options.cdi_dir, options.driver_name)
         self.artifacts = ArtifactStore(options.artifact_dir)
         self.checkpoint = Checkpoint(options.checkpoint_path)
+        self.commits = GroupCommit(self.checkpoint)
         self._prepared: dict[str, PreparedClaim] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._refresh_errors: dict[str, str] = {}
@@ -346,7 +353,7 @@ class NamespaceDriver:
             for device, (token, _, _) in zip(devices, tokens, strict=True):
                 self._publish(device, token)
             self._write_cdi(claim)
-            self._prepared = self.checkpoint.update(
+            self._prepared = await self.commits.apply(
                 lambda claims: claims.__setitem__(ref.uid, claim)
             )
         except OSError as exc:
@@ -433,7 +440,7 @@ class NamespaceDriver:
             self._write_cdi(updated)
             changed = True
         if changed:
-            self._prepared = self.checkpoint.update(
+            self._prepared = await self.commits.apply(
                 lambda claims: (
                     claims.__setitem__(claim.uid, updated) if claim.uid in claims else None
                 )
@@ -500,7 +507,7 @@ class NamespaceDriver:
         async with self._claim_lock(ref.uid):
             try:
                 self._remove_files(ref.uid, self._prepared.get(ref.uid))
-                self._prepared = self.checkpoint.update(lambda claims: claims.pop(ref.uid, None))
+                self._prepared = await self.commits.apply(lambda claims: claims.pop(ref.uid, None))
             except OSError as exc:
                 raise ClaimError(f"claim {ref.uid}: removing files failed: {exc}") from None
         lock = self._locks.get(ref.uid)

@@ -1,0 +1,68 @@
+"""A kubelet plugin process for benchmarks: the real server, the in-memory adapter.
+
+Started by ``bench/plugin_roundtrip.py`` so the plugin runs in its own process
+(its RSS and CPU are its own), with N ready claims whose UIDs are derived from
+their index: ``uid(i)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+
+from space_dra import logs
+from space_dra.contract import DEFAULT_DRIVER_NAME, WORKLOAD_SERVICE_ACCOUNT
+from space_dra.kube_memory import MemoryKube
+from space_dra.plugin.driver import DriverOptions
+from space_dra.plugin.server import PluginOptions, PluginServer, run_until_signalled
+from tests.support.claims import make_claim, ready_device
+
+
+def uid(index: int) -> str:
+    return f"{index:08x}-0000-4000-8000-000000000000"
+
+
+def populated(claims: int) -> MemoryKube:
+    kube = MemoryKube()
+    for index in range(claims):
+        namespace = f"ephemeral-ns-{index:05d}"
+        kube.service_accounts.add((namespace, WORKLOAD_SERVICE_ACCOUNT))
+        kube.put_claim(
+            make_claim(
+                uid(index),
+                name=f"claim-{index}",
+                status_devices=[ready_device("slot-0", namespace)],
+            )
+        )
+    return kube
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", type=Path, required=True, help="tmpfs, like /var/run")
+    parser.add_argument("--state", type=Path, required=True, help="disk, like /var/lib/kubelet")
+    parser.add_argument("--claims", type=int, default=100)
+    args = parser.parse_args()
+    logs.configure("text", "warning")
+    logging.getLogger("space_dra").setLevel(logging.WARNING)
+    root: Path = args.root
+    options = PluginOptions(
+        driver=DriverOptions(
+            driver_name=DEFAULT_DRIVER_NAME,
+            cdi_dir=root / "cdi",
+            artifact_dir=root / "artifacts",
+            checkpoint_path=args.state / "checkpoint.json",
+            ca_pem=b"-----BEGIN CERTIFICATE-----\nMIIBbench\n-----END CERTIFICATE-----\n",
+        ),
+        plugins_dir=root / "plugins",
+        registrar_dir=root / "registry",
+        http_host="127.0.0.1",
+        http_port=0,
+    )
+    asyncio.run(run_until_signalled(PluginServer(populated(args.claims), options)))
+
+
+if __name__ == "__main__":
+    main()
