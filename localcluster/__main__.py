@@ -1,4 +1,5 @@
-"""Command line: ``python -m localcluster {up,down,status,logs,kubectl,helm,prepare,pin,env}``."""
+"""Command line: ``python -m localcluster {up,down,status,logs,kubectl,helm,prepare,pin,env,
+driver-image}``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from localcluster import fetch, pin
+from localcluster import driverimage, fetch, pin
 from localcluster.cluster import ORDER, LocalCluster
 from localcluster.processes import ComponentFailed, log_tail
 
@@ -25,6 +26,46 @@ def _logs(cluster: LocalCluster, component: str | None, lines: int, follow: bool
     for n in names:
         print(f"==> {logs / f'{n}.log'} <==")
         print(log_tail(logs / f"{n}.log", lines))
+    return 0
+
+
+def _driver_image_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    drv = sub.add_parser(
+        "driver-image",
+        help="build the driver image (if its inputs changed) and import it into the cluster",
+    )
+    drv.add_argument(
+        "--no-import", action="store_true", help="only build the OCI archive (no cluster needed)"
+    )
+    drv.add_argument(
+        "--rebuild", action="store_true", help="discard the cached layers and build them again"
+    )
+    drv.add_argument(
+        "--refresh",
+        action="store_true",
+        help="update the Debian index and the wheels first (security updates, unpinned deps)",
+    )
+
+
+def _driver_image(cluster: LocalCluster, no_import: bool, rebuild: bool, refresh: bool) -> int:
+    t0 = time.monotonic()
+    image = driverimage.build_driver_image(cluster.layout, rebuild=rebuild, refresh=refresh)
+    built = time.monotonic() - t0
+    imported = False
+    if not no_import:
+        try:
+            imported = driverimage.import_driver_image(image, cluster.layout)
+        except RuntimeError as exc:
+            print(f"localcluster: {exc}", file=sys.stderr)
+            return 1
+    mib = 1024 * 1024
+    layers = ", ".join(f"{name} {size / mib:.1f}" for name, size in image.layers.items())
+    steps = ", ".join(f"{name} {secs:.1f}s" for name, secs in image.timings.items())
+    fetch.say(f"{image.reference} {image.digest}")
+    fetch.say(f"archive {image.archive} ({image.size / mib:.1f} MiB: {layers})")
+    state = "imported" if imported else "not imported" if no_import else "already in containerd"
+    fetch.say(f"built in {built:.1f}s ({steps}); {state}; total {time.monotonic() - t0:.1f}s")
+    print(image.reference)
     return 0
 
 
@@ -50,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("prepare", help="only fetch and build the binaries into the cache")
     sub.add_parser("pin", help="rewrite the Go modules from localcluster/versions.py")
     sub.add_parser("env", help="print shell exports for KUBECONFIG and PATH")
+    _driver_image_parser(sub)
     args = parser.parse_args(argv)
 
     cluster = LocalCluster.default()
@@ -88,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "pin":
         pin.pin()
         return 0
+    if args.cmd == "driver-image":
+        return _driver_image(cluster, args.no_import, args.rebuild, args.refresh)
     if args.cmd == "env":
         h = cluster.handle()
         print(f"export KUBECONFIG={h.kubeconfig}")

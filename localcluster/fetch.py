@@ -65,7 +65,7 @@ def ensure_host_packages() -> None:
 
 
 # --- Debian trixie packages ----------------------------------------------------------------------
-def _host_debian_mirror() -> tuple[str, str]:
+def host_debian_mirror() -> tuple[str, str]:
     """The host's configured Debian archive URI and its keyring (we reuse the host's mirror)."""
     sources_d = Path("/etc/apt/sources.list.d")
     for f in sorted(sources_d.glob("*.sources")):
@@ -91,18 +91,44 @@ def _host_debian_mirror() -> tuple[str, str]:
             m = re.match(r"deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s+.*\bmain\b", line)
             if m and "security" not in m.group(2):
                 return m.group(1), "/usr/share/keyrings/debian-archive-keyring.gpg"
-    raise RuntimeError("no Debian archive configured in /etc/apt; cannot fetch trixie packages")
+    raise RuntimeError("no Debian archive configured in /etc/apt; cannot fetch Debian packages")
+
+
+def host_debian_security() -> str | None:
+    """The host's configured Debian security archive URI, if it has one."""
+    for f in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for stanza in f.read_text().split("\n\n"):
+            fields: dict[str, str] = {}
+            for line in stanza.splitlines():
+                if not line.startswith("#") and ":" in line:
+                    k, v = line.split(":", 1)
+                    fields[k.strip().lower()] = v.strip()
+            uris = fields.get("uris", "").split()
+            if uris and any(s.endswith("-security") for s in fields.get("suites", "").split()):
+                return uris[0]
+    legacy = Path("/etc/apt/sources.list")
+    if legacy.exists():
+        for line in legacy.read_text().splitlines():
+            m = re.match(r"deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+-security)\s", line)
+            if m:
+                return m.group(1)
+    return None
 
 
 def _apt_opts(layout: Layout) -> list[str]:
-    apt = layout.apt
+    return apt_options(layout.apt)
+
+
+def apt_options(apt: Path, status: Path | None = None) -> list[str]:
+    """apt-get/apt-cache options for a private apt state under ``apt`` (nothing of the host's
+    own state is read or written). ``status`` is the dpkg status file apt sees (none: empty)."""
     return [
         "-o",
         f"Dir::State={apt}",
         "-o",
         f"Dir::State::Lists={apt / 'lists'}",
         "-o",
-        "Dir::State::status=/dev/null",
+        f"Dir::State::status={status or '/dev/null'}",
         "-o",
         f"Dir::Cache={apt}",
         "-o",
@@ -151,7 +177,7 @@ def ensure_trixie_debs(layout: Layout) -> dict[str, Path]:
 
 
 def _apt_update(layout: Layout) -> None:
-    uri, keyring = _host_debian_mirror()
+    uri, keyring = host_debian_mirror()
     for d in ("etc", "lists/partial", "archives/partial"):
         (layout.apt / d).mkdir(parents=True, exist_ok=True)
     (layout.apt / "etc" / "sources.list").write_text(

@@ -35,13 +35,16 @@ class ImageFile:
     ``path`` is absolute inside the image. ``source`` is a host file, a host directory (copied
     recursively, keeping modes and symlinks), or the file's content as bytes; ``None`` makes a
     directory. ``symlink`` makes a symbolic link to that target instead. ``mode`` overrides the
-    permission bits (default: the host file's, 0o644 for bytes, 0o755 for directories).
+    permission bits (default: the host file's, 0o644 for bytes, 0o755 for directories). Entries are
+    owned by root unless ``keep_owner`` is set: then a host file or directory (and everything below
+    it) keeps its host uid and gid.
     """
 
     path: str
     source: Path | bytes | None = None
     mode: int | None = None
     symlink: str | None = None
+    keep_owner: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,14 +78,22 @@ def _norm(path: str) -> str:
     return str(p).lstrip("/")
 
 
-def _tarinfo(name: str, kind: bytes, mode: int, size: int = 0, link: str = "") -> tarfile.TarInfo:
+def _tarinfo(
+    name: str,
+    kind: bytes,
+    mode: int,
+    size: int = 0,
+    link: str = "",
+    owner: os.stat_result | None = None,
+) -> tarfile.TarInfo:
     ti = tarfile.TarInfo(name)
     ti.type = kind
     ti.mode = mode
     ti.size = size
     ti.linkname = link
     ti.mtime = 0
-    ti.uid = ti.gid = 0
+    ti.uid = owner.st_uid if owner else 0
+    ti.gid = owner.st_gid if owner else 0
     ti.uname = ti.gname = ""
     return ti
 
@@ -98,7 +109,8 @@ def _expand(entries: Iterable[ImageFile]) -> Iterator[tuple[tarfile.TarInfo, Pat
         elif isinstance(e.source, bytes):
             yield _tarinfo(name, tarfile.REGTYPE, e.mode or 0o644, len(e.source)), e.source
         elif e.source.is_dir():
-            yield _tarinfo(name, tarfile.DIRTYPE, e.mode or 0o755), None
+            top = e.source.stat() if e.keep_owner else None
+            yield _tarinfo(name, tarfile.DIRTYPE, e.mode or 0o755, owner=top), None
             for root, dirs, files in os.walk(e.source):
                 dirs.sort()
                 rel_root = Path(root).relative_to(e.source)
@@ -107,18 +119,47 @@ def _expand(entries: Iterable[ImageFile]) -> Iterator[tuple[tarfile.TarInfo, Pat
                     member = f"{name}/{rel_root / entry}".replace("/./", "/")
                     member = _norm(member)
                     st = host.lstat()
+                    owner = st if e.keep_owner else None
                     if stat.S_ISLNK(st.st_mode):
                         target = str(host.readlink())
-                        yield _tarinfo(member, tarfile.SYMTYPE, 0o777, link=target), None
+                        yield (
+                            _tarinfo(member, tarfile.SYMTYPE, 0o777, link=target, owner=owner),
+                            None,
+                        )
                     elif stat.S_ISDIR(st.st_mode):
-                        yield _tarinfo(member, tarfile.DIRTYPE, stat.S_IMODE(st.st_mode)), None
+                        mode = stat.S_IMODE(st.st_mode)
+                        yield _tarinfo(member, tarfile.DIRTYPE, mode, owner=owner), None
                     elif stat.S_ISREG(st.st_mode):
                         mode = stat.S_IMODE(st.st_mode)
-                        yield _tarinfo(member, tarfile.REGTYPE, mode, st.st_size), host
+                        yield _tarinfo(member, tarfile.REGTYPE, mode, st.st_size, owner=owner), host
+                    else:
+                        raise ValueError(f"{host}: not a file, directory or symlink")
         else:
             st = e.source.stat()
             mode = e.mode if e.mode is not None else stat.S_IMODE(st.st_mode)
-            yield _tarinfo(name, tarfile.REGTYPE, mode, st.st_size), e.source
+            owner = st if e.keep_owner else None
+            yield _tarinfo(name, tarfile.REGTYPE, mode, st.st_size, owner=owner), e.source
+
+
+def tree_entries(root: Path) -> list[ImageFile]:
+    """Layer entries for everything below the host directory ``root``, at the same paths.
+
+    Modes, owners and symlinks (also top-level ones such as a merged-/usr ``/bin -> usr/bin``)
+    are kept. Device nodes, sockets and fifos are refused.
+    """
+    entries: list[ImageFile] = []
+    for child in sorted(root.iterdir()):
+        st = child.lstat()
+        path = "/" + child.name
+        if stat.S_ISLNK(st.st_mode):
+            entries.append(ImageFile(path, symlink=str(child.readlink())))
+        elif stat.S_ISDIR(st.st_mode):
+            entries.append(ImageFile(path, child, mode=stat.S_IMODE(st.st_mode), keep_owner=True))
+        elif stat.S_ISREG(st.st_mode):
+            entries.append(ImageFile(path, child, keep_owner=True))
+        else:
+            raise ValueError(f"{child}: not a file, directory or symlink")
+    return entries
 
 
 def _write_layer(entries: Sequence[ImageFile], out: IO[bytes]) -> None:
@@ -258,6 +299,23 @@ def import_archive(ctr: Path, address: Path, archive: Path) -> None:
         raise RuntimeError(f"ctr images import {archive} failed:\n{res.stdout}\n{res.stderr}")
 
 
+def tag_image(ctr: Path, address: Path, source: str, alias: str) -> bool:
+    """Make ``alias`` name the same image as ``source`` (``ctr images tag --force``).
+
+    Returns whether the alias had to be (re)pointed.
+    """
+    digests = image_digests(ctr, address)
+    if source not in digests:
+        raise RuntimeError(f"cannot tag {alias}: containerd has no image {source}")
+    if digests.get(alias) == digests[source]:
+        return False
+    argv = [str(ctr), "--address", str(address), "-n", "k8s.io", "images", "tag", "--force"]
+    res = subprocess.run([*argv, source, alias], capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"ctr images tag {source} {alias} failed:\n{res.stdout}\n{res.stderr}")
+    return True
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     """An image the cluster needs: how to build it, and under which exact name."""
@@ -273,7 +331,7 @@ class ImageSpec:
         for layer in self.layers:
             h.update(b"\x00layer")
             for e in layer:
-                h.update(f"{e.path}|{e.mode}|{e.symlink}|".encode())
+                h.update(f"{e.path}|{e.mode}|{e.symlink}|{e.keep_owner}|".encode())
                 if isinstance(e.source, bytes):
                     h.update(hashlib.sha256(e.source).digest())
                 elif isinstance(e.source, Path):
