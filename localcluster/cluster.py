@@ -374,6 +374,9 @@ class LocalCluster:
             images.testbox_image(bins.busybox, bins.kubectl),
         ):
             images.ensure_image(spec, lay.images, bins.ctr, lay.containerd_socket)
+        images.tag_image(
+            bins.ctr, lay.containerd_socket, versions.TESTBOX_IMAGE, versions.BUSYBOX_ALIAS
+        )
         launched_at = time.time()
         # After a (re)start, the node's Ready condition in etcd may be stale: wait for a heartbeat
         # posted by this kubelet.

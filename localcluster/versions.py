@@ -160,6 +160,10 @@ def go_module_requirements() -> dict[str, dict[str, str]]:
 # --- Images -------------------------------------------------------------------------------------
 PAUSE_IMAGE = "localhost/space-dra/pause:1"
 TESTBOX_IMAGE = f"localhost/space-dra/testbox:{BUSYBOX.upstream}-k{KUBERNETES}"
+# The testbox is also tagged as Docker Hub's busybox of the same version, so manifests written for
+# kind (``image: docker.io/library/busybox:1.37.0``, ``imagePullPolicy: IfNotPresent``) run
+# unchanged here without a pull.
+BUSYBOX_ALIAS = f"docker.io/library/busybox:{BUSYBOX.upstream}"
 
 # --- Cluster shape ------------------------------------------------------------------------------
 SERVICE_CIDR = "10.0.0.0/24"
