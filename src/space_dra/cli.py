@@ -30,7 +30,7 @@ def _add(
     kind: Callable[[str], Any] = str,
     choices: Sequence[str] | None = None,
 ) -> None:
-    shown = "in-cluster" if default is None else default
+    shown = "in-cluster" if default is None else (default or "none")
     parser.add_argument(
         flag,
         default=_env(env, default),
@@ -220,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add(
         controller,
+        "--owner-device-class",
+        "SPACE_DRA_OWNER_DEVICE_CLASS",
+        "",
+        "DeviceClass made the owner of the ResourceSlices, so deleting it removes them",
+    )
+    _add(
+        controller,
         "--pod-api-server-url",
         "SPACE_DRA_POD_API_SERVER_URL",
         "",
@@ -252,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--protected-namespaces",
         "SPACE_DRA_PROTECTED_NAMESPACES",
         "",
-        "comma-separated namespaces never deleted, besides kube-*, default and --namespace",
+        "comma-separated namespaces never deleted, besides default, kube-system, kube-public, "
+        "kube-node-lease and --namespace",
     )
     _add(
         controller,

@@ -118,7 +118,13 @@ async def run(args: argparse.Namespace) -> int:
             )
             publisher = SlicePublisher(
                 kube,
-                PoolSpec(args.driver_name, args.pool_size, attributes, args.binding_conditions),
+                PoolSpec(
+                    args.driver_name,
+                    args.pool_size,
+                    attributes,
+                    args.binding_conditions,
+                    args.owner_device_class,
+                ),
             )
             log_event(
                 log,

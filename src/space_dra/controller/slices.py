@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.models.meta_v1 import ObjectMeta, OwnerReference
 from lightkube.models.resource_v1 import Device, DeviceAttribute, ResourcePool, ResourceSliceSpec
-from lightkube.resources.resource_v1 import ResourceSlice
+from lightkube.resources.resource_v1 import DeviceClass, ResourceSlice
 
 from space_dra.contract import CONDITION_FAILED, CONDITION_READY, POOL_NAME
 from space_dra.controller.informer import Informer, key_of
@@ -43,6 +43,9 @@ class PoolSpec:
     attributes: Mapping[str, str | int | bool] = field(default_factory=dict)
     # "auto" (discover), "on" or "off".
     binding_conditions: str = "auto"
+    # The DeviceClass that owns the slices, so deleting it (helm uninstall)
+    # garbage-collects them; slices are cluster-scoped, so a Deployment cannot own them.
+    owner_device_class: str = ""
 
 
 def _attribute(value: str | int | bool) -> DeviceAttribute:
@@ -71,7 +74,10 @@ def desired_devices(spec: PoolSpec, with_binding_conditions: bool) -> list[Devic
 
 
 def desired_slices(
-    spec: PoolSpec, generation: int, with_binding_conditions: bool
+    spec: PoolSpec,
+    generation: int,
+    with_binding_conditions: bool,
+    owner: OwnerReference | None = None,
 ) -> list[ResourceSlice]:
     devices = desired_devices(spec, with_binding_conditions)
     chunks = [
@@ -82,7 +88,9 @@ def desired_slices(
     return [
         ResourceSlice(
             metadata=ObjectMeta(
-                name=slice_name(spec.driver, index), labels={f"{spec.driver}/pool": POOL_NAME}
+                name=slice_name(spec.driver, index),
+                labels={f"{spec.driver}/pool": POOL_NAME},
+                ownerReferences=[owner] if owner else None,
             ),
             spec=ResourceSliceSpec(
                 driver=spec.driver,
@@ -102,6 +110,7 @@ def _content(slices: list[ResourceSlice]) -> list[Any]:
     return sorted(
         (
             s.metadata.name if s.metadata else "",
+            [o.uid for o in (s.metadata.ownerReferences or [])] if s.metadata else [],
             [d.to_dict() for d in (s.spec.devices or [])] if s.spec else [],
         )
         for s in slices
@@ -116,6 +125,7 @@ class SlicePublisher:
         # The highest generation this process published: slices deleted behind
         # our back must not make the generation go backwards.
         self._generation = 0
+        self.owner: OwnerReference | None = None
         self._dirty = asyncio.Event()
         self.informer: Informer[ResourceSlice] = Informer(
             kube, ResourceSlice, self._on_event, fields={"spec.driver": spec.driver}
@@ -139,14 +149,14 @@ class SlicePublisher:
         generation = max(
             (s.spec.pool.generation for s in current if s.spec), default=self._generation
         )
-        wanted = desired_slices(self.spec, generation, self.binding_conditions)
+        wanted = desired_slices(self.spec, generation, self.binding_conditions, self.owner)
         if _content(current) == _content(wanted) and all(
             s.spec is not None and s.spec.pool.resourceSliceCount == len(wanted) for s in current
         ):
             return
         generation = max(generation, self._generation) + 1
         self._generation = generation
-        wanted = desired_slices(self.spec, generation, self.binding_conditions)
+        wanted = desired_slices(self.spec, generation, self.binding_conditions, self.owner)
         for obj in wanted:
             applied = await self.kube.apply(obj)
             # Write through, so the next sync compares against what we just wrote
@@ -184,7 +194,27 @@ class SlicePublisher:
                 log, logging.WARNING, "binding_conditions_unsupported", driver=self.spec.driver
             )
 
+    async def _find_owner(self) -> None:
+        name = self.spec.owner_device_class
+        if not name:
+            return
+        try:
+            device_class = await self.kube.get(DeviceClass, name)
+        except KubeError as exc:
+            log_event(
+                log, logging.WARNING, "slice_owner_missing", device_class=name, error=str(exc)
+            )
+            return
+        if device_class.metadata and device_class.metadata.uid:
+            self.owner = OwnerReference(
+                apiVersion="resource.k8s.io/v1",
+                kind="DeviceClass",
+                name=name,
+                uid=device_class.metadata.uid,
+            )
+
     async def run(self) -> None:
+        await self._find_owner()
         watcher = asyncio.create_task(self.informer.run(), name="slice-informer")
         try:
             await self.informer.synced.wait()
