@@ -1,0 +1,76 @@
+"""Install the Helm chart on the local cluster with the locally built driver image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from localcluster import ClusterHandle
+from space_dra.contract import DEFAULT_DRIVER_NAME
+from tests.support.hostdriver import CHART
+
+
+@dataclass
+class ChartRelease:
+    cluster: ClusterHandle
+    image: str
+    # The image's manifest digest: a new build under the same tag must still roll the pods.
+    image_digest: str
+    name: str = "space-dra"
+    namespace: str = "space-dra"
+    values: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fullname(self) -> str:
+        return self.name if "space-dra" in self.name else f"{self.name}-space-dra"
+
+    def install(self) -> None:
+        repository, _, tag = self.image.rpartition(":")
+        values = {
+            "image.repository": repository,
+            "image.tag": tag,
+            "image.pullPolicy": "IfNotPresent",
+            "podAnnotations.space-dra/image-digest": self.image_digest.replace("sha256:", "")[:32],
+            **self.values,
+        }
+        args = [
+            "upgrade",
+            "--install",
+            self.name,
+            str(CHART),
+            "-n",
+            self.namespace,
+            "--create-namespace",
+        ]
+        for key, value in values.items():
+            args += ["--set-string", f"{key}={value}"]
+        self.cluster.helm(*args, "--wait", "--timeout", "180s", timeout=240)
+        self.cluster.wait_for("ResourceSlices published", self._published, timeout=60)
+
+    def _published(self) -> bool:
+        items = self.cluster.kubectl_json(
+            "get", "resourceslices", "--field-selector", f"spec.driver={DEFAULT_DRIVER_NAME}"
+        )["items"]
+        return bool(items)
+
+    def uninstall(self) -> None:
+        self.cluster.helm(
+            "uninstall", self.name, "-n", self.namespace, "--wait", "--timeout", "120s", check=False
+        )
+
+    def pods(self, component: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.cluster.kubectl_json(
+            "get", "pods", "-n", self.namespace, "-l", f"app.kubernetes.io/component={component}"
+        )["items"]
+        return items
+
+    def logs(self, component: str) -> str:
+        return self.cluster.kubectl(
+            "logs",
+            "-n",
+            self.namespace,
+            "-l",
+            f"app.kubernetes.io/component={component}",
+            "--tail=-1",
+            check=False,
+        )
