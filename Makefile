@@ -48,5 +48,9 @@ cluster-down: venv
 cluster-logs: venv
 	$(PY) -m localcluster logs
 
+## The README's main job: local cluster + driver via Helm + the shared-namespace demo.
+demo: venv
+	PYTHONPATH=. $(PY) demo/run_local.py
+
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
