@@ -57,6 +57,8 @@ RECIPE = 2
 # Resolved together with facts.DEBIAN_PACKAGES: /bin/sh (handy for `kubectl exec`) and
 # /etc/os-release; debian:bookworm-slim has both.
 EXTRA_PACKAGES: tuple[str, ...] = ("dash", "base-files")
+# What apt is asked to install; it adds their dependencies.
+ROOT_PACKAGES: tuple[str, ...] = (*facts.DEBIAN_PACKAGES, *EXTRA_PACKAGES)
 
 # Packages apt treats as already installed when resolving the closure, so that neither they nor
 # their dependencies land in the image: only maintainer scripts (which never run here) use them.
@@ -161,8 +163,9 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _project_files(repo: Path) -> list[Path]:
-    """What the project's wheel is built from, relative to the repository."""
+def project_files(repo: Path = REPO_ROOT) -> list[Path]:
+    """What the project's wheel is built from, relative to the repository (the Dockerfile copies
+    the same, plus constraints.txt)."""
     files = [Path("pyproject.toml"), Path("README.md")]
     for path in sorted((repo / "src").rglob("*")):
         rel = path.relative_to(repo)
@@ -175,7 +178,7 @@ def _project_files(repo: Path) -> list[Path]:
 def source_key(repo: Path = REPO_ROOT) -> str:
     """A hash of everything the app layer is built from (src/, pyproject, constraints, README)."""
     h = hashlib.sha256()
-    for rel in [*_project_files(repo), Path("constraints.txt")]:
+    for rel in [*project_files(repo), Path("constraints.txt")]:
         h.update(str(rel).encode() + b"\0")
         h.update(hashlib.sha256((repo / rel).read_bytes()).digest())
     return h.hexdigest()[:16]
@@ -219,8 +222,8 @@ class _Cache:
         return self.root / "debs"
 
     def resolution(self) -> Path:
-        roots = [*facts.DEBIAN_PACKAGES, *EXTRA_PACKAGES]
-        return self.root / f"resolution-{_key(facts.DEBIAN_SUITE, roots, NOT_INSTALLED)}.json"
+        key = _key(facts.DEBIAN_SUITE, ROOT_PACKAGES, NOT_INSTALLED)
+        return self.root / f"resolution-{key}.json"
 
     def keep_only(self, prefix: str, current: Path) -> None:
         """Delete older cache entries of one kind (``<prefix>-<key>*``) once ``current`` exists."""
@@ -398,7 +401,7 @@ def _resolve(cache: _Cache) -> list[tuple[str, str]]:
         ]
         stanzas.append("\n".join([*keep, "Status: install ok installed"]))
     status.write_text("\n\n".join(stanzas) + "\n")
-    roots = [*facts.DEBIAN_PACKAGES, *EXTRA_PACKAGES]
+    roots = list(ROOT_PACKAGES)
     out = _run(
         [
             "apt-get",
@@ -714,7 +717,7 @@ def _build_deps(base: Path, wheels: Path, tools: Path, repo: Path, out: Path) ->
 def _build_wheel(repo: Path, tools: Path, dest: Path) -> Path:
     """The project's wheel, built from a copy of its sources (the checkout is not written)."""
     with tempfile.TemporaryDirectory(prefix="space-dra-src-") as src:
-        for rel in _project_files(repo):
+        for rel in project_files(repo):
             (Path(src) / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(repo / rel, Path(src) / rel)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
