@@ -48,6 +48,13 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     _add(parser, "--driver-name", "DRIVER_NAME", DEFAULT_DRIVER_NAME, "DRA driver name")
     _add(
@@ -160,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
         "3600",
         "token lifetime in seconds when no NamespaceConfig sets one",
         int,
+    )
+    _add(
+        plugin,
+        "--token-refresh-fraction",
+        "SPACE_DRA_TOKEN_REFRESH_FRACTION",
+        "0.8",
+        "refresh a token once this fraction of its lifetime has passed (0 < f < 1)",
+        _fraction,
     )
     _add(
         plugin,

@@ -26,6 +26,7 @@ from typing import Any
 from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.resource_v1 import ResourceClaim
 
+from space_dra import faults
 from space_dra.config import ConfigError, resolve
 from space_dra.contract import (
     WORKLOAD_SERVICE_ACCOUNT,
@@ -202,6 +203,7 @@ class Reconciler:
             outcomes.append(await self._provision_device(view, device, existing))
             changed = True
         if changed:
+            faults.point("controller-before-status-write")
             await write_status(self.kube, view, outcomes)
             now = time.time()
             started = _allocated_at(view) or self._first_seen.pop(view.uid, now)
@@ -239,8 +241,10 @@ class Reconciler:
                 view.uid, f"{view.namespace}/{view.name}", device, settings
             )
             self._created[(view.uid, device_label(device))] = namespace
+            faults.point("controller-after-namespace-create")
         name = namespace.metadata.name if namespace.metadata and namespace.metadata.name else ""
         await self.provisioner.fill(name, settings)
+        faults.point("controller-after-namespace-contents")
         PROVISIONED.labels("ok").inc()
         log_event(
             log,
@@ -293,7 +297,9 @@ class Reconciler:
         if meta.uid in self._deleting:
             return
         try:
+            faults.point("controller-before-namespace-delete")
             await self.kube.delete(Namespace, meta.name, uid=meta.uid)
+            faults.point("controller-after-namespace-delete")
         except NotFound:
             return
         except KubeError as exc:

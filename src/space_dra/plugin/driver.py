@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from space_dra import faults
 from space_dra.config import ConfigError, Settings, resolve
 from space_dra.contract import ClaimView, DeviceRef, NamespaceRecord, RecordError
 from space_dra.kube import KubeAPI, KubeError, NotFound
@@ -352,7 +353,9 @@ class NamespaceDriver:
         try:
             for device, (token, _, _) in zip(devices, tokens, strict=True):
                 self._publish(device, token)
+            faults.point("plugin-after-artifacts")
             self._write_cdi(claim)
+            faults.point("plugin-after-cdi-spec")
             self._prepared = await self.commits.apply(
                 lambda claims: claims.__setitem__(ref.uid, claim)
             )
@@ -507,6 +510,7 @@ class NamespaceDriver:
         async with self._claim_lock(ref.uid):
             try:
                 self._remove_files(ref.uid, self._prepared.get(ref.uid))
+                faults.point("plugin-after-unprepare-files")
                 self._prepared = await self.commits.apply(lambda claims: claims.pop(ref.uid, None))
             except OSError as exc:
                 raise ClaimError(f"claim {ref.uid}: removing files failed: {exc}") from None

@@ -36,6 +36,7 @@ async def run(args: argparse.Namespace) -> int:
                 server_override=args.api_server_url or None,
                 wait_timeout=args.wait_timeout,
                 default_token_seconds=args.token_lifetime,
+                refresh_fraction=args.token_refresh_fraction,
             ),
             plugins_dir=plugins_dir,
             registrar_dir=Path(args.registrar_dir),
