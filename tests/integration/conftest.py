@@ -1,36 +1,3 @@
 """The driver running from this checkout as host processes, under the chart's RBAC."""
 
-from __future__ import annotations
-
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from localcluster import ClusterHandle
-from tests.support.hostdriver import HostDriver
-
-
-@pytest.fixture(scope="package")
-def host_driver(local_cluster: ClusterHandle) -> Iterator[HostDriver]:
-    workdir = Path(tempfile.mkdtemp(prefix="space-dra-it-"))
-    driver = HostDriver(local_cluster, namespace="space-dra-it", workdir=workdir)
-    driver.uninstall()  # leftovers of an interrupted run
-    driver.install_rbac()
-    driver.start_plugin()
-    driver.start_controller()
-    try:
-        yield driver
-    finally:
-        driver.uninstall()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-@pytest.fixture
-def workspace(local_cluster: ClusterHandle, host_driver: HostDriver) -> Iterator[str]:
-    """A namespace for the test's claims and pods, deleted (with them) afterwards."""
-    name = local_cluster.create_namespace("it")
-    yield name
-    local_cluster.delete_namespace(name, wait=True)
+from tests.support.fixtures import host_driver, workspace  # noqa: F401

@@ -159,15 +159,17 @@ class HostDriver:
         path.chmod(0o600)
         return path
 
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, args: list[str], log_name: str, env_extra: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
         log = (self.workdir / log_name).open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_extra}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         return subprocess.Popen(
             [sys.executable, "-m", "space_dra", *args], stdout=log, stderr=log, env=env
         )
 
-    def start_controller(self, *extra: str) -> None:
+    def start_controller(self, *extra: str, crash_at: str = "", wait: bool = True) -> None:
         assert self.controller is None or self.controller.poll() is not None
         self.controller = self._spawn(
             [
@@ -199,10 +201,12 @@ class HostDriver:
                 *extra,
             ],
             "controller.log",
+            {"SPACE_DRA_CRASH_AT": crash_at},
         )
-        self._wait_http(self.controller_port, "/readyz", "controller")
+        if wait:
+            self._wait_http(self.controller_port, "/readyz", "controller")
 
-    def start_plugin(self, *extra: str) -> None:
+    def start_plugin(self, *extra: str, crash_at: str = "", wait: bool = True) -> None:
         assert self.plugin is None or self.plugin.poll() is not None
         self.plugin = self._spawn(
             [
@@ -218,8 +222,10 @@ class HostDriver:
                 *extra,
             ],
             "plugin.log",
+            {"SPACE_DRA_CRASH_AT": crash_at},
         )
-        self._wait_http(self.plugin_port, "/healthz", "plugin")
+        if wait:
+            self._wait_http(self.plugin_port, "/healthz", "plugin")
 
     def _wait_http(self, port: int, path: str, what: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -247,6 +253,12 @@ class HostDriver:
 
     def stop_plugin(self, sig: int = signal.SIGTERM) -> None:
         self._stop(self.plugin, sig)
+
+    @staticmethod
+    def wait_exit(process: subprocess.Popen[bytes] | None, timeout: float = 60) -> int:
+        """Wait for a process that is expected to crash; return its exit code."""
+        assert process is not None
+        return process.wait(timeout=timeout)
 
     def controller_metrics(self) -> str:
         return http_get(self.controller_port, "/metrics")
