@@ -43,7 +43,7 @@ import tarfile
 import tempfile
 import time
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -816,6 +816,17 @@ def _layer_sizes(archive: Path) -> list[int]:
         return [int(layer["size"]) for layer in layers]
 
 
+def _cached_layer(path: Path, rebuild: bool, build: Callable[[Path], None], cache: _Cache) -> Path:
+    """``path`` if cached (and not ``rebuild``), else built by ``build(path)``; older entries of
+    the same kind are then dropped."""
+    if rebuild and path.exists():
+        shutil.rmtree(path)
+    if not path.exists():
+        build(path)
+        cache.keep_only(path.name.split("-", 1)[0], path)
+    return path
+
+
 def build_driver_image(
     layout: Layout | None = None,
     *,
@@ -832,6 +843,7 @@ def build_driver_image(
     if os.geteuid() != 0:
         raise RuntimeError("building the driver image needs root (chroot, mounts)")
     layout = layout or Layout.default()
+    fetch.ensure_host_packages()
     cache = _Cache(layout.cache / "driver-image")
     version = project_version(repo)
     reference = f"{facts.IMAGE_REPOSITORY}:{version}"
@@ -839,12 +851,12 @@ def build_driver_image(
     with cache.locked():
         t = time.monotonic()
         pkgs = _resolution(cache, refresh)
-        base = cache.root / f"base-{_key(RECIPE, pkgs, facts.passwd_line())}"
-        if rebuild and base.exists():
-            shutil.rmtree(base)
-        if not base.exists():
-            _build_base(cache, pkgs, base)
-            cache.keep_only("base", base)
+        base = _cached_layer(
+            cache.root / f"base-{_key(RECIPE, pkgs, facts.passwd_line())}",
+            rebuild,
+            lambda out: _build_base(cache, pkgs, out),
+            cache,
+        )
         timings["base"] = time.monotonic() - t
 
         t = time.monotonic()
@@ -857,37 +869,49 @@ def build_driver_image(
             _requirements(repo),
             (repo / "constraints.txt").read_text(),
         )
-        deps = cache.root / f"deps-{deps_key}"
-        if rebuild and deps.exists():
-            shutil.rmtree(deps)
-        if not deps.exists():
-            _build_deps(base, wheels, tools, repo, deps)
-            cache.keep_only("deps", deps)
+        deps = _cached_layer(
+            cache.root / f"deps-{deps_key}",
+            rebuild,
+            lambda out: _build_deps(base, wheels, tools, repo, out),
+            cache,
+        )
         timings["deps"] = time.monotonic() - t
 
         t = time.monotonic()
-        app = cache.root / f"app-{_key(deps.name, source_key(repo), facts.SETUPTOOLS_VERSION)}"
-        if rebuild and app.exists():
-            shutil.rmtree(app)
-        if not app.exists():
-            _build_app([deps, base], wheels, tools, repo, app, version)
-            cache.keep_only("app", app)
+        app = _cached_layer(
+            cache.root / f"app-{_key(deps.name, source_key(repo), facts.SETUPTOOLS_VERSION)}",
+            rebuild,
+            lambda out: _build_app([deps, base], wheels, tools, repo, out, version),
+            cache,
+        )
         timings["app"] = time.monotonic() - t
 
         t = time.monotonic()
-        config = image_config(version)
-        archive = cache.root / f"archive-{_key(app.name, reference, config.as_dict())}.tar"
-        digest_file = archive.with_suffix(".digest")
-        if rebuild or not (archive.exists() and digest_file.exists()):
-            say(f"writing {archive.name}")
-            layers = [images.tree_entries(d) for d in (base, deps, app)]
-            digest = images.build_oci_archive(archive, reference, layers, config)
-            digest_file.write_text(digest + "\n")
-            cache.keep_only("archive", archive)
-        digest = digest_file.read_text().strip()
+        archive, digest = _archive(
+            cache, reference, [base, deps, app], image_config(version), rebuild
+        )
         timings["archive"] = time.monotonic() - t
     sizes = dict(zip(("base", "deps", "app"), _layer_sizes(archive), strict=True))
     return DriverImage(reference, digest, archive, sizes, timings)
+
+
+def _archive(
+    cache: _Cache,
+    reference: str,
+    layers: Sequence[Path],
+    config: images.ImageConfig,
+    rebuild: bool,
+) -> tuple[Path, str]:
+    """The OCI archive of ``layers`` (cached by their keys, reference and config), its digest."""
+    key = _key([p.name for p in layers], reference, config.as_dict())
+    archive = cache.root / f"archive-{key}.tar"
+    digest_file = archive.with_suffix(".digest")
+    if rebuild or not (archive.exists() and digest_file.exists()):
+        say(f"writing {archive.name}")
+        entries = [images.tree_entries(d) for d in layers]
+        digest_file.write_text(images.build_oci_archive(archive, reference, entries, config) + "\n")
+        cache.keep_only("archive", archive)
+    return archive, digest_file.read_text().strip()
 
 
 def import_driver_image(image: DriverImage, layout: Layout | None = None) -> bool:

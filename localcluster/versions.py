@@ -106,6 +106,9 @@ HOST_PACKAGES: dict[str, str] = {
     "gcc": "gcc",
     "strip": "binutils",
     "nsenter": "util-linux",
+    # The driver image build (driverimage.py): private mount namespace, ELF dependency check.
+    "unshare": "util-linux",
+    "readelf": "binutils",
 }
 
 
