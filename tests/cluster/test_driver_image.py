@@ -29,6 +29,8 @@ from localcluster.layout import REPO_ROOT
 
 pytestmark = pytest.mark.cluster
 
+WAIT = "import signal, sys; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); signal.pause()"
+
 PROBE = r"""
 import json, os, sys
 import grpc
@@ -140,8 +142,8 @@ def test_driver_image_runs_as_the_controller_does(
                     "name": "driver",
                     "image": driver_image.reference,
                     "imagePullPolicy": "Never",
-                    # No sleep binary in the image: python waits for a signal instead.
-                    "command": ["python", "-c", "import signal; signal.pause()"],
+                    # No sleep binary in the image: python waits, and exits 0 on SIGTERM.
+                    "command": ["python", "-c", WAIT],
                     "securityContext": {
                         "readOnlyRootFilesystem": True,
                         "allowPrivilegeEscalation": False,
