@@ -9,7 +9,7 @@ PY     := $(BIN)/python
 # Markers that need the local cluster; everything else is unit/protocol and runs in seconds.
 CLUSTER_MARKERS := cluster or integration or e2e or reliability or security
 
-.PHONY: venv lint test test-fast test-cluster proto proto-check cluster-up cluster-down cluster-logs demo bench clean
+.PHONY: venv lint test test-fast test-cluster proto proto-check cluster-up cluster-down cluster-logs driver-image demo bench clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -47,6 +47,9 @@ cluster-down: venv
 
 cluster-logs: venv
 	$(PY) -m localcluster logs
+
+driver-image: venv
+	$(PY) -m localcluster driver-image
 
 ## The README's main job: local cluster + driver via Helm + the shared-namespace demo.
 demo: venv
