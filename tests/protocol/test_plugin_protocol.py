@@ -594,3 +594,47 @@ async def test_health_stream_reports_prepared_devices(harness: Harness) -> None:
     after: Any = await asyncio.wait_for(stream.read(), 5)
     assert list(after.devices) == []
     stream.cancel()
+
+
+def test_rolling_update_socket_names_fit_grpc_limits_with_kubelet_paths() -> None:
+    from space_dra.plugin.server import MAX_SOCKET_PATH, socket_paths
+
+    pod_uid = "78115f7e-8669-4c64-9098-57ec6249219f"
+    paths = socket_paths(
+        DRIVER, Path("/var/lib/kubelet/plugins"), Path("/var/lib/kubelet/plugins_registry"), pod_uid
+    )
+    for path in (paths.dra, paths.registration):
+        assert len(str(path)) <= MAX_SOCKET_PATH
+    assert paths.registration.name.startswith(f"{DRIVER}-") and paths.registration.name.endswith(
+        "-reg.sock"
+    )
+    other = socket_paths(
+        DRIVER,
+        Path("/var/lib/kubelet/plugins"),
+        Path("/var/lib/kubelet/plugins_registry"),
+        new_uid(),
+    )
+    assert other.registration != paths.registration, "hashed names stay unique per pod"
+
+
+async def test_sockets_of_dead_instances_are_removed_live_ones_kept(dirs: Dirs) -> None:
+    import socket as sockets
+    from dataclasses import replace
+
+    from space_dra.kube_memory import MemoryKube
+
+    live = PluginServer(MemoryKube(), replace(dirs.options(), rolling_update_uid=new_uid()))
+    await live.start()
+    dead = dirs.registry / f"{DRIVER}-{new_uid()}-reg.sock"
+    leftover = sockets.socket(sockets.AF_UNIX)
+    leftover.bind(str(dead))
+    leftover.close()
+    second = PluginServer(MemoryKube(), replace(dirs.options(), rolling_update_uid=new_uid()))
+    await second.start()
+    try:
+        assert not dead.exists()
+        assert live.paths.registration.exists(), "a live instance's socket is kept"
+        assert (await get_info(live.paths.registration)).name == DRIVER
+    finally:
+        await second.stop()
+        await live.stop()

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import logging
 import signal
+import socket
 import stat
 from base64 import urlsafe_b64encode
 from dataclasses import dataclass
@@ -34,8 +35,9 @@ log = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o600
 PLUGIN_DIR_MODE = 0o750
-# sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
-MAX_SOCKET_PATH = 107
+# sockaddr_un.sun_path holds 108 bytes including the terminating NUL, but gRPC
+# core refuses paths longer than 105 (measured with grpcio 1.85: 106 fails).
+MAX_SOCKET_PATH = 105
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,33 @@ def remove_stale_socket(path: Path) -> None:
         raise FileExistsError(f"{path} exists and is not a socket; refusing to replace it")
     path.unlink()
     log_event(log, logging.INFO, "stale_socket_removed", path=str(path))
+
+
+def remove_dead_sockets(candidates: list[Path]) -> None:
+    """Remove sockets of our driver that nobody listens on any more.
+
+    In rolling-update mode every pod has its own socket names, so a plugin pod that
+    was killed leaves sockets that no restart will reuse; the kubelet would keep
+    trying them. A socket that refuses connections has no server: it is safe to
+    remove, while a live one (the other instance during an update) is kept.
+    """
+    for path in candidates:
+        try:
+            if not stat.S_ISSOCK(path.lstat().st_mode):
+                continue
+        except FileNotFoundError:
+            continue
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(1)
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            path.unlink(missing_ok=True)
+            log_event(log, logging.INFO, "dead_socket_removed", path=str(path))
+        except OSError:
+            pass
+        finally:
+            probe.close()
 
 
 @dataclass(frozen=True)
@@ -125,6 +154,13 @@ class PluginServer:
         self.paths.registration.parent.mkdir(parents=True, exist_ok=True)
         for path in (self.paths.registration, self.paths.dra):
             remove_stale_socket(path)
+        driver = self.options.driver.driver_name
+        remove_dead_sockets(
+            [
+                *self.options.registrar_dir.glob(f"{driver}-*reg.sock"),
+                *self.paths.dra.parent.glob("dra*.sock"),
+            ]
+        )
         self.driver.recover()
 
         self._dra_server = grpc.aio.server()
