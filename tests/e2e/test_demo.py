@@ -64,9 +64,7 @@ def test_demo_two_pods_share_one_fresh_namespace(
         "namespace gone", lambda: namespace_state(local_cluster, namespace) == "gone", 120
     )
     gone_after = time.monotonic() - started
-    print(
-        f"ephemeral namespace gone {gone_after:.1f}s after deleting demo/namespace-test.yaml"
-    )
+    print(f"ephemeral namespace gone {gone_after:.1f}s after deleting demo/namespace-test.yaml")
 
 
 def test_kubeconfig_works_in_its_namespace_and_nowhere_else(
@@ -240,15 +238,20 @@ def test_zz_uninstall_leaves_nothing_behind(
         "name",
     )
     assert leftovers.strip() == ""
-    in_release = local_cluster.kubectl(
-        "get",
-        "all,secrets,leases,serviceaccounts,roles,rolebindings",
-        "-n",
-        chart.namespace,
-        "-o",
-        "name",
-    ).split()
-    assert [o for o in in_release if "space-dra" in o] == []
+
+    def left_in_release() -> list[str]:
+        names = local_cluster.kubectl(
+            "get",
+            "all,secrets,leases,serviceaccounts,roles,rolebindings",
+            "-n",
+            chart.namespace,
+            "-o",
+            "name",
+        ).split()
+        return [name for name in names if "space-dra" in name]
+
+    # Pods of the deleted workloads take their grace period to go.
+    local_cluster.wait_for("release namespace emptied", lambda: left_in_release() == [], timeout=90)
     assert not list(Path("/var/run/cdi").glob(f"{DEFAULT_DRIVER_NAME}-*.json"))
     artifacts = Path("/var/run/claim-artifacts")
     assert not artifacts.is_dir() or not any(artifacts.iterdir())
