@@ -103,6 +103,42 @@ def main() -> int:
     )
     show(cluster, "exec", "-n", "namespace-test", "pod0", "--", "ls", "-l", "/etc/test-claim/")
 
+    heading("Using the credentials from inside pod0 (the local demo image carries kubectl)")
+    use = "export KUBECONFIG=$TEST_CLAIM_KUBECONFIG; "
+    show(
+        cluster,
+        "exec",
+        "-n",
+        "namespace-test",
+        "pod0",
+        "--",
+        "sh",
+        "-c",
+        use + "kubectl create configmap hello --from-literal=from=pod0 && kubectl get configmaps",
+    )
+    show(
+        cluster,
+        "exec",
+        "-n",
+        "namespace-test",
+        "pod1",
+        "--",
+        "sh",
+        "-c",
+        use + "kubectl get configmap hello -o name",
+    )
+    show(
+        cluster,
+        "exec",
+        "-n",
+        "namespace-test",
+        "pod0",
+        "--",
+        "sh",
+        "-c",
+        use + "kubectl get pods -n namespace-test",
+    )
+
     heading("The claim records what was provisioned")
     show(
         cluster,

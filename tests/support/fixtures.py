@@ -22,6 +22,9 @@ from tests.support.hostdriver import HostDriver
 def host_driver(local_cluster: ClusterHandle) -> Iterator[HostDriver]:
     workdir = Path(tempfile.mkdtemp(prefix="space-dra-it-"))
     driver = HostDriver(local_cluster, namespace="space-dra-it", workdir=workdir)
+    # One driver per node: a chart release (e.g. left by `make demo`) would register
+    # a second plugin and run a second controller for the same driver name.
+    local_cluster.helm("uninstall", "space-dra", "-n", "space-dra", "--wait", check=False)
     driver.uninstall()  # leftovers of an interrupted run
     driver.install_rbac()
     driver.start_plugin()
