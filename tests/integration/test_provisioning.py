@@ -291,6 +291,7 @@ def test_crash_after_namespace_create_is_adopted_and_duplicates_collapse(
     local_cluster.wait_pod_ready(workspace, "p", timeout=90)
 
 
+@pytest.mark.security
 def test_impostor_namespaces_survive_gc(
     local_cluster: ClusterHandle, host_driver: HostDriver, workspace: str
 ) -> None:
