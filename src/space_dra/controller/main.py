@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -12,12 +11,12 @@ import signal
 import socket
 
 from space_dra.controller.leader import LeaderElector, LeaseOptions
-from space_dra.controller.ownership import load_signer
+from space_dra.controller.ownership import Signer, load_signer
 from space_dra.controller.provision import Provisioner, ProvisionerOptions
 from space_dra.controller.reconciler import Reconciler, ReconcilerOptions
 from space_dra.controller.slices import PoolSpec, SlicePublisher
 from space_dra.httpserver import HealthServer
-from space_dra.kube import LightkubeAPI, connect
+from space_dra.kube import KubeError, LightkubeAPI, connect
 from space_dra.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -54,19 +53,21 @@ def default_pod_api_server(kube: LightkubeAPI) -> str:
     return str(kube.config.cluster.server)
 
 
-async def run(args: argparse.Namespace) -> int:
-    if "/" not in args.plugin_service_account:
-        raise SystemExit("--plugin-service-account must be <namespace>/<name>")
-    attributes = parse_attributes(args.device_attributes)
-    async with connect(args.kubeconfig or None, FIELD_MANAGER) as kube:
-        server = args.pod_api_server_url or default_pod_api_server(kube)
-        protected = frozenset(
+class Controller:
+    """The controller process: health endpoint, leader election, one term after another."""
+
+    def __init__(self, kube: LightkubeAPI, args: argparse.Namespace) -> None:
+        self.kube = kube
+        self.args = args
+        self.attributes = parse_attributes(args.device_attributes)
+        self.server = args.pod_api_server_url or default_pod_api_server(kube)
+        self.protected = frozenset(
             {
                 args.namespace,
                 *filter(None, (n.strip() for n in args.protected_namespaces.split(","))),
             }
         )
-        elector = LeaderElector(
+        self.elector = LeaderElector(
             kube,
             LeaseOptions(
                 namespace=args.namespace,
@@ -74,90 +75,127 @@ async def run(args: argparse.Namespace) -> int:
                 identity=args.identity or socket.gethostname(),
             ),
         )
-        reconciler: Reconciler | None = None
+        self.reconciler: Reconciler | None = None
+        self.http = HealthServer(args.http_address, args.http_port, lambda: None, self.readyz)
 
-        def healthz() -> str | None:
-            return None
+    def readyz(self) -> str | None:
+        # A standby replica is ready; the leader once its caches are synced.
+        leads = not self.args.leader_elect or self.elector.leading
+        if leads and (self.reconciler is None or not self.reconciler.synced):
+            return "caches not synced yet"
+        return None
 
-        def readyz() -> str | None:
-            # A standby replica is ready; the leader once its caches are synced.
-            leads = not args.leader_elect or elector.leading
-            if leads and (reconciler is None or not reconciler.synced):
-                return "caches not synced yet"
-            return None
+    async def signer_when_reachable(self) -> Signer:
+        delay = 1.0
+        while True:
+            try:
+                return await load_signer(self.kube, self.args.namespace, self.args.ownership_secret)
+            except KubeError as exc:
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "ownership_key_unavailable",
+                    error=str(exc),
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
-        http = HealthServer(args.http_address, args.http_port, healthz, readyz)
-        await http.start()
+    def components(self, signer: Signer) -> tuple[Reconciler, SlicePublisher]:
+        args = self.args
+        provisioner = Provisioner(
+            self.kube,
+            ProvisionerOptions(
+                args.driver_name, args.plugin_service_account, args.token_minter_cluster_role
+            ),
+            signer,
+        )
+        reconciler = Reconciler(
+            self.kube,
+            provisioner,
+            ReconcilerOptions(
+                driver=args.driver_name,
+                pod_api_server=self.server,
+                protected_namespaces=self.protected,
+                resync_seconds=args.resync_period,
+                workers=args.workers,
+            ),
+        )
+        publisher = SlicePublisher(
+            self.kube,
+            PoolSpec(
+                args.driver_name,
+                args.pool_size,
+                self.attributes,
+                args.binding_conditions,
+                args.owner_device_class,
+            ),
+        )
+        return reconciler, publisher
+
+    async def term(self) -> None:
+        """One leadership term: returns when leadership is lost, raises if a part fails."""
+        if self.args.leader_elect:
+            await self.elector.acquire()
+        self.reconciler, publisher = self.components(await self.signer_when_reachable())
+        log_event(
+            log,
+            logging.INFO,
+            "controller_leading",
+            driver=self.args.driver_name,
+            pool_size=self.args.pool_size,
+            pod_api_server=self.server,
+        )
+        work = [asyncio.create_task(self.reconciler.run()), asyncio.create_task(publisher.run())]
+        if self.args.leader_elect:
+            work.append(asyncio.create_task(self.elector.keep_leading()))
+        try:
+            done, _ = await asyncio.wait(work, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in work:
+                task.cancel()
+            await asyncio.gather(*work, return_exceptions=True)
+            self.reconciler = None
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def lead(self) -> None:
+        # Losing the lease (say, while the API server restarts) ends the term's work
+        # and the replica stands for election again; caches start fresh, so nothing
+        # from the lost term is trusted.
+        while True:
+            await self.term()
+            log_event(log, logging.WARNING, "leadership_term_ended", action="re-entering election")
+
+    async def run(self) -> int:
+        await self.http.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-
-        async def lead() -> None:
-            nonlocal reconciler
-            if args.leader_elect:
-                await elector.acquire()
-            signer = await load_signer(kube, args.namespace, args.ownership_secret)
-            provisioner = Provisioner(
-                kube,
-                ProvisionerOptions(
-                    args.driver_name, args.plugin_service_account, args.token_minter_cluster_role
-                ),
-                signer,
-            )
-            reconciler = Reconciler(
-                kube,
-                provisioner,
-                ReconcilerOptions(
-                    driver=args.driver_name,
-                    pod_api_server=server,
-                    protected_namespaces=protected,
-                    resync_seconds=args.resync_period,
-                    workers=args.workers,
-                ),
-            )
-            publisher = SlicePublisher(
-                kube,
-                PoolSpec(
-                    args.driver_name,
-                    args.pool_size,
-                    attributes,
-                    args.binding_conditions,
-                    args.owner_device_class,
-                ),
-            )
-            log_event(
-                log,
-                logging.INFO,
-                "controller_leading",
-                driver=args.driver_name,
-                pool_size=args.pool_size,
-                pod_api_server=server,
-            )
-            work = [asyncio.create_task(reconciler.run()), asyncio.create_task(publisher.run())]
-            if args.leader_elect:
-                work.append(asyncio.create_task(elector.keep_leading()))
-            done, _ = await asyncio.wait(work, return_when=asyncio.FIRST_COMPLETED)
-            for task in work:
-                task.cancel()
-            await asyncio.gather(*work, return_exceptions=True)
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-
-        leading = asyncio.create_task(lead())
+        leading = asyncio.create_task(self.lead())
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait([leading, stopping], return_when=asyncio.FIRST_COMPLETED)
         exit_code = 0
         if leading.done() and not leading.cancelled():
-            # Leadership lost or a component failed: exit non-zero so we restart clean.
+            # A part failed: exit non-zero so the Deployment restarts us clean.
             exit_code = 1
-            with contextlib.suppress(Exception):
+            try:
                 leading.result()
+            except Exception:
+                log.exception("controller_failed")
         leading.cancel()
         stopping.cancel()
         await asyncio.gather(leading, stopping, return_exceptions=True)
-        await elector.release()
-        await http.stop()
+        await self.elector.release()
+        await self.http.stop()
         log_event(log, logging.INFO, "controller_stopped", exit_code=exit_code)
         return exit_code
+
+
+async def run(args: argparse.Namespace) -> int:
+    if "/" not in args.plugin_service_account:
+        raise SystemExit("--plugin-service-account must be <namespace>/<name>")
+    async with connect(args.kubeconfig or None, FIELD_MANAGER) as kube:
+        return await Controller(kube, args).run()
