@@ -7,6 +7,7 @@ via ``kubectl auth can-i``), with the real token the plugin mounted into the pod
 from __future__ import annotations
 
 import json
+import os
 import stat
 import time
 from collections.abc import Iterator
@@ -72,7 +73,9 @@ def can_i(
         resource,
     ]
     args += ["-n", namespace] if namespace else []
-    result = cluster.run(args, check=False, env={})
+    # Only the token authenticates: no kubeconfig, no client certificate.
+    env = {key: value for key, value in os.environ.items() if key != "KUBECONFIG"}
+    result = cluster.run(args, check=False, env=env)
     assert result.stdout.strip() in ("yes", "no"), result.stdout + result.stderr
     return result.stdout.strip() == "yes"
 
