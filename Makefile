@@ -14,7 +14,7 @@ CLUSTER_MARKERS := cluster or integration or e2e or reliability or security
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	touch $@
 
 lint: venv
@@ -54,6 +54,11 @@ driver-image: venv
 ## The README's main job: local cluster + driver via Helm + the shared-namespace demo.
 demo: venv
 	PYTHONPATH=. $(PY) demo/run_local.py
+
+## Benchmarks (not pass/fail): plugin round trip, then the cluster suite; JSON + PNG in bench/results.
+bench: venv cluster-up
+	$(PY) -m bench.plugin_roundtrip
+	PYTHONPATH=. $(PY) -m bench.cluster
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
