@@ -463,7 +463,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 100, 500]
+        "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 100, 200, 500]
     )
     parser.add_argument(
         "--footprint", type=int, default=1000, help="managed namespaces for the RSS figure"
