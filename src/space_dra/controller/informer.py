@@ -85,6 +85,14 @@ class Informer(Generic[T]):
             self.cache[key] = obj
             self._emit("ADDED" if old is None else "MODIFIED", old, obj)
 
+    def remember(self, obj: T) -> None:
+        """Write through an object we just wrote, so work queued before the watch
+        echoes it back sees the new state instead of redoing the work."""
+        key = key_of(obj)
+        cached = self.cache.get(key)
+        if cached is None or _newer(obj, cached):
+            self.cache[key] = obj
+
     async def run(self) -> None:
         delay = 0.5
         while True:
@@ -107,3 +115,11 @@ class Informer(Generic[T]):
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+
+def _newer(candidate: Any, cached: Any) -> bool:
+    """resourceVersions are opaque, but etcd's are increasing integers; only trust that."""
+    new, old = candidate.metadata.resourceVersion, cached.metadata.resourceVersion
+    if new and old and new.isdigit() and old.isdigit():
+        return int(new) > int(old)
+    return False

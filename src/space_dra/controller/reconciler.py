@@ -204,7 +204,7 @@ class Reconciler:
             changed = True
         if changed:
             faults.point("controller-before-status-write")
-            await write_status(self.kube, view, outcomes)
+            self.claims.remember(await write_status(self.kube, view, outcomes))
             now = time.time()
             started = _allocated_at(view) or self._first_seen.pop(view.uid, now)
             for outcome in outcomes:

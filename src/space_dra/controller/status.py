@@ -18,7 +18,7 @@ from lightkube.models.meta_v1 import Condition, ObjectMeta
 from lightkube.models.resource_v1 import AllocatedDeviceStatus
 from lightkube.models.resource_v1 import ResourceClaimStatus as ClaimStatusModel
 from lightkube.resources.core_v1 import Event
-from lightkube.resources.resource_v1 import ResourceClaimStatus
+from lightkube.resources.resource_v1 import ResourceClaim, ResourceClaimStatus
 
 from space_dra.contract import (
     CONDITION_FAILED,
@@ -118,12 +118,18 @@ def device_status(view: ClaimView, outcome: DeviceOutcome) -> AllocatedDeviceSta
     )
 
 
-async def write_status(kube: LightkubeAPI, view: ClaimView, outcomes: list[DeviceOutcome]) -> None:
+async def write_status(
+    kube: LightkubeAPI, view: ClaimView, outcomes: list[DeviceOutcome]
+) -> ResourceClaim:
+    """Apply our entries of status.devices; return the claim as the API server stored it."""
     body = ResourceClaimStatus(
         metadata=ObjectMeta(name=view.name, namespace=view.namespace),
         status=ClaimStatusModel(devices=[device_status(view, o) for o in outcomes]),
     )
-    await kube.apply(body, name=view.name, namespace=view.namespace)
+    stored = await kube.apply(body, name=view.name, namespace=view.namespace)
+    claim = ResourceClaim.from_dict(stored.to_dict())
+    assert isinstance(claim, ResourceClaim)
+    return claim
 
 
 async def emit_event(
