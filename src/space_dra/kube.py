@@ -173,7 +173,10 @@ class LightkubeAPI:
     ) -> tuple[list[R], str]:
         """All objects (all namespaces for namespaced kinds) and the list's resourceVersion."""
         namespace = ALL_NS if issubclass(res, lkr.NamespacedResource) else None
-        kwargs: dict[str, Any] = {"labels": labels, "fields": fields, "chunk_size": 500}
+        # One unpaginated request: lightkube 1.0.1 repeats the first page when it
+        # follows a continue token (tests/cluster/test_kube_adapter.py), and an
+        # informer that misses objects would make live claims look deleted.
+        kwargs: dict[str, Any] = {"labels": labels, "fields": fields}
         if namespace is not None:
             kwargs["namespace"] = namespace
         with translated(f"list {res.__name__}"):
