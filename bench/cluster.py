@@ -425,34 +425,52 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "peer": "sigs.k8s.io/dra-example-driver is not served by the Go module proxy here (403), "
         "so the comparison is against pods without a claim only",
     }
-    try:
-        result["pod_start"] = {"binding_conditions": await bench.pod_start(args.pod_samples)}
-        plugin_bc = histogram_quantiles(
-            bench.metrics("kubelet-plugin"), "space_dra_plugin_prepare_claim_duration_seconds"
-        )
-        release.values["pool.bindingConditions"] = "off"
-        release.install()
-        result["pod_start"]["no_binding_conditions"] = await bench.pod_start(args.pod_samples)
-        result["prepare_latency"] = {
-            "plugin_histogram_binding_conditions": plugin_bc,
-            "plugin_histogram_no_binding_conditions": histogram_quantiles(
-                bench.metrics("kubelet-plugin"), "space_dra_plugin_prepare_claim_duration_seconds"
-            ),
-            "kubelet_grpc_NodePrepareResources": histogram_quantiles(
-                bench.kubelet_metrics(),
-                "dra_grpc_operations_duration_seconds",
-                "NodePrepareResources",
-            ),
-            "note": "cumulative per plugin pod; p50/p99 are histogram bucket upper bounds",
-        }
-        release.values.pop("pool.bindingConditions")
-        release.install()
-        result["scaling"] = [await bench.scale(n) for n in args.sizes]
-        result["footprint"] = await bench.footprint(args.footprint)
-    finally:
-        await api.close()
+
+    def save() -> None:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "cluster.json").write_text(json.dumps(result, indent=2) + "\n")
+
+    previous = RESULTS / "cluster.json"
+    if args.only and previous.exists():
+        # Re-running some phases keeps the others' figures from the last run.
+        result = {**json.loads(previous.read_text()), **result}
+    phases = args.only or ["pod_start", "scaling", "footprint"]
+    try:
+        if "pod_start" in phases:
+            result["pod_start"] = {"binding_conditions": await bench.pod_start(args.pod_samples)}
+            plugin_bc = histogram_quantiles(
+                bench.metrics("kubelet-plugin"), "space_dra_plugin_prepare_claim_duration_seconds"
+            )
+            release.values["pool.bindingConditions"] = "off"
+            release.install()
+            result["pod_start"]["no_binding_conditions"] = await bench.pod_start(args.pod_samples)
+            result["prepare_latency"] = {
+                "plugin_histogram_binding_conditions": plugin_bc,
+                "plugin_histogram_no_binding_conditions": histogram_quantiles(
+                    bench.metrics("kubelet-plugin"),
+                    "space_dra_plugin_prepare_claim_duration_seconds",
+                ),
+                "kubelet_grpc_NodePrepareResources": histogram_quantiles(
+                    bench.kubelet_metrics(),
+                    "dra_grpc_operations_duration_seconds",
+                    "NodePrepareResources",
+                ),
+                "note": "cumulative per plugin pod; p50/p99 are histogram bucket upper bounds",
+            }
+            release.values.pop("pool.bindingConditions")
+            release.install()
+            save()
+        if "scaling" in phases:
+            result["scaling"] = []
+            for size in args.sizes:
+                result["scaling"].append(await bench.scale(size))
+                save()
+        if "footprint" in phases:
+            result["footprint"] = await bench.footprint(args.footprint)
+            save()
+    finally:
+        await api.close()
+        save()
     result["plots"] = plots(result)
     (RESULTS / "cluster.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -470,6 +488,12 @@ def main() -> None:
     )
     parser.add_argument("--pod-samples", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument(
+        "--only",
+        type=lambda s: s.split(","),
+        default=[],
+        help="run only these phases (pod_start,scaling,footprint); keep the others' last results",
+    )
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.footprint, args.pod_samples = [1, 10], 20, 3
