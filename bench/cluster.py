@@ -411,7 +411,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     import_driver_image(image)
     pool = max(args.footprint, *args.sizes) + 8
     release = ChartRelease(
-        cluster, image=image.reference, image_digest=image.digest, values={"pool.size": str(pool)}
+        cluster,
+        image=image.reference,
+        image_digest=image.digest,
+        values={"pool.size": str(pool), **dict(item.split("=", 1) for item in args.set)},
     )
     release.install()
     cluster.kubectl("create", "namespace", BENCH_NS, check=False)
@@ -488,6 +491,9 @@ def main() -> None:
     )
     parser.add_argument("--pod-samples", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument(
+        "--set", action="append", default=[], help="extra chart values, key=value (repeatable)"
+    )
     parser.add_argument(
         "--only",
         type=lambda s: s.split(","),

@@ -14,6 +14,7 @@ LimitRange and a NetworkPolicy.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -152,8 +153,8 @@ class Provisioner:
         return objects
 
     async def fill(self, namespace: str, settings: Settings) -> None:
-        for obj in self.contents(namespace, settings):
-            await self.kube.apply(obj)
+        # The objects are independent of each other: apply them concurrently.
+        await asyncio.gather(*(self.kube.apply(obj) for obj in self.contents(namespace, settings)))
 
 
 def namespace_object(
