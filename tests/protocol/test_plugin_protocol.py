@@ -638,3 +638,11 @@ async def test_sockets_of_dead_instances_are_removed_live_ones_kept(dirs: Dirs) 
     finally:
         await second.stop()
         await live.stop()
+
+
+async def test_per_claim_locks_do_not_accumulate(harness: Harness) -> None:
+    good = add_ready_claim(harness)
+    unknown = [("default", f"x{i}", new_uid()) for i in range(50)]
+    await harness.kubelet.prepare(("default", "test-claim", good), *unknown)
+    await harness.kubelet.unprepare(("default", "test-claim", good), *unknown)
+    assert harness.server.driver._locks == {}

@@ -140,7 +140,9 @@ class NamespaceDriver:
         self.checkpoint = Checkpoint(options.checkpoint_path)
         self.commits = GroupCommit(self.checkpoint)
         self._prepared: dict[str, PreparedClaim] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        # Per-claim locks with a count of their users, dropped when unused: a lock
+        # per UID ever seen would grow without bound under hostile requests.
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._refresh_errors: dict[str, str] = {}
         self.changed = ChangeSignal()
 
@@ -197,9 +199,17 @@ class NamespaceDriver:
 
     @contextlib.asynccontextmanager
     async def _claim_lock(self, uid: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(uid, asyncio.Lock())
-        async with lock:
-            yield
+        lock, users = self._locks.get(uid, (asyncio.Lock(), 0))
+        self._locks[uid] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[uid]
+            if users == 1:
+                del self._locks[uid]
+            else:
+                self._locks[uid] = (lock, users - 1)
 
     # -- prepare -------------------------------------------------------------------
 
@@ -514,9 +524,6 @@ class NamespaceDriver:
                 self._prepared = await self.commits.apply(lambda claims: claims.pop(ref.uid, None))
             except OSError as exc:
                 raise ClaimError(f"claim {ref.uid}: removing files failed: {exc}") from None
-        lock = self._locks.get(ref.uid)
-        if lock is not None and not lock.locked():
-            del self._locks[ref.uid]
         self._refresh_errors.pop(ref.uid, None)
         PREPARED_CLAIMS.set(len(self._prepared))
         self.changed.notify()
