@@ -1,7 +1,7 @@
 """``up`` twice is a no-op; ``down`` cleans the host; ``up`` after ``down`` works again.
 
-Named ``zz`` so it runs after the other cluster tests of the session (it stops the cluster for a
-few seconds). It leaves the cluster running, as the session fixture expects.
+It stops the cluster for a few seconds, so ``tests/conftest.py`` runs it after every other test of
+the session. It leaves the cluster running, as the session fixture expects, even when it fails.
 """
 
 from __future__ import annotations
@@ -40,18 +40,34 @@ def test_second_up_is_a_quick_no_op(local_cluster: ClusterHandle) -> None:
 def test_down_cleans_up_and_up_works_again(local_cluster: ClusterHandle) -> None:
     cluster = LocalCluster.default()
     before = _pids(cluster)
+    # What the host had before ``up``: down must undo our changes and leave the rest alone.
+    host_before = hostnet.state_before_up(cluster.layout.host_state)
     cluster.down()
+    try:
+        _assert_host_clean(cluster, before, host_before)
+    finally:
+        # The rest of the session needs the cluster, even if the checks above failed.
+        handle = _up_again(cluster)
+    _assert_runs_pods(handle)
 
+
+def _assert_host_clean(
+    cluster: LocalCluster, before: dict[str, int], host_before: dict[str, object]
+) -> None:
     status = cluster.status()
     assert all(s == "stopped" for s in status.values()), status
     for pid in before.values():
         assert not _alive(pid)
     assert mounts.mounts_under([KUBELET_ROOT, cluster.layout.state]) == []
-    assert not hostnet.node_ip_present()
+    # An address that was on ``lo`` before ``up`` is not ours to remove.
+    assert hostnet.node_ip_present() == (not host_before.get("node_ip_added")), host_before
     link = subprocess.run(["ip", "link", "show", CNI_BRIDGE], capture_output=True, check=False)
     assert link.returncode != 0
-    assert hostnet.kube_chains() == []
+    if not host_before.get("kube_chains_before"):
+        assert hostnet.kube_chains() == []
 
+
+def _up_again(cluster: LocalCluster) -> ClusterHandle:
     t0 = time.monotonic()
     handle = cluster.up()
     warm_up = time.monotonic() - t0
@@ -59,8 +75,10 @@ def test_down_cleans_up_and_up_works_again(local_cluster: ClusterHandle) -> None
     assert set(_pids(cluster)) == set(ORDER)
     node = handle.kubectl_json("get", "node", handle.node_name)
     assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+    return handle
 
-    # And it runs pods again.
+
+def _assert_runs_pods(handle: ClusterHandle) -> None:
     ns = handle.create_namespace("lifecycle")
     try:
         marker = uuid.uuid4().hex[:8]
