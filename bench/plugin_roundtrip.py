@@ -3,7 +3,8 @@
 The plugin runs in its own process with the in-memory Kubernetes adapter, so this
 measures the plugin itself (gRPC, files, CDI spec, checkpoint), not an API server.
 Reports p50/p99 of a prepare+unprepare round trip for one claim and for one request
-carrying 100 claims, plus the plugin's idle RSS, and writes bench/results/plugin.json.
+carrying 100 claims, the same client's cost for two bare gRPC calls to the same server
+(the transport floor), and the plugin's idle RSS; writes bench/results/plugin.json.
 
     .venv/bin/python -m bench.plugin_roundtrip [--rounds 300]
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from bench.plugin_server import uid
 from space_dra.contract import DEFAULT_DRIVER_NAME
@@ -33,6 +35,7 @@ from space_dra.proto.dra.v1 import api_pb2 as v1
 RESULTS = Path(__file__).resolve().parent / "results"
 PREPARE = "/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/NodePrepareResources"
 UNPREPARE = "/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/NodeUnprepareResources"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 
 def rss_mb(pid: int) -> float:
@@ -82,6 +85,24 @@ async def roundtrips(socket: Path, batch: int, rounds: int) -> list[float]:
     return samples[5:]  # the first rounds warm up caches and connections
 
 
+async def transport_floor(socket: Path, rounds: int) -> list[float]:
+    """Two gRPC health checks per sample: what a round trip costs with no plugin work at all."""
+    channel = grpc.aio.insecure_channel(f"unix://{socket}")
+    check = channel.unary_unary(
+        HEALTH_CHECK,
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+    samples = []
+    for _ in range(rounds + 5):
+        started = time.perf_counter()
+        await check(health_pb2.HealthCheckRequest(), timeout=30)
+        await check(health_pb2.HealthCheckRequest(), timeout=30)
+        samples.append(time.perf_counter() - started)
+    await channel.close(None)
+    return samples[5:]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -115,6 +136,7 @@ def main() -> None:
             time.sleep(0.05)
         time.sleep(0.5)
         idle = rss_mb(server.pid)
+        floor = asyncio.run(transport_floor(socket, args.rounds))
         single = asyncio.run(roundtrips(socket, 1, args.rounds))
         batch = asyncio.run(roundtrips(socket, 100, max(20, args.rounds // 10)))
         after = rss_mb(server.pid)
@@ -126,6 +148,9 @@ def main() -> None:
     result: dict[str, Any] = {
         "benchmark": "plugin prepare+unprepare round trip over the unix socket (in-memory adapter)",
         "one_claim": summary(single),
+        # The same client and server answering two health checks: the part of one_claim
+        # that is Python gRPC, not the plugin.
+        "transport_floor_two_calls": summary(floor),
         "one_request_100_claims": summary(batch),
         "plugin_rss_mb": {"idle": round(idle, 1), "after_runs": round(after, 1)},
         "goals": {

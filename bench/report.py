@@ -39,6 +39,18 @@ def main() -> None:
                         f"{one['p99_ms']} ms",
                         "p50 ≤ 2 ms, p99 ≤ 10 ms",
                     ],
+                    *(
+                        [
+                            [
+                                "transport floor: 2 bare gRPC calls, same client and server",
+                                f"{plugin['transport_floor_two_calls']['p50_ms']} ms",
+                                f"{plugin['transport_floor_two_calls']['p99_ms']} ms",
+                                "—",
+                            ]
+                        ]
+                        if "transport_floor_two_calls" in plugin
+                        else []
+                    ),
                     [
                         "100 claims in one request",
                         f"{hundred['p50_ms']} ms",
