@@ -29,8 +29,11 @@ def _add(
     help_text: str,
     kind: Callable[[str], Any] = str,
     choices: Sequence[str] | None = None,
+    shown: str | None = None,
 ) -> None:
-    shown = "in-cluster" if default is None else (default or "none")
+    """``shown`` describes a default the code computes when the flag is left empty."""
+    if shown is None:
+        shown = "in-cluster" if default is None else (default or "none")
     parser.add_argument(
         flag,
         default=_env(env, default),
@@ -144,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         "SPACE_DRA_CHECKPOINT",
         "",
-        "checkpoint file [default <plugins-dir>/<driver>/checkpoint.json]",
+        "checkpoint file",
+        shown="<plugins-dir>/<driver>/checkpoint.json",
     )
     _add(
         plugin,
@@ -158,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ca-file",
         "SPACE_DRA_CA_FILE",
         "",
-        "CA bundle written into pods' kubeconfigs [default: the CA this plugin's client trusts]",
+        "CA bundle written into pods' kubeconfigs",
+        shown="the CA this plugin's client trusts",
     )
     _add(
         plugin,
@@ -209,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         "space-dra",
         "the controller's own namespace (Lease, ownership key Secret; never deleted)",
     )
-    _add(controller, "--identity", "POD_NAME", "", "leader-election identity [default: hostname]")
+    _add(controller, "--identity", "POD_NAME", "", "leader-election identity", shown="hostname")
     _add(
         controller,
         "--pool-size",
@@ -245,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--pod-api-server-url",
         "SPACE_DRA_POD_API_SERVER_URL",
         "",
-        "API server URL recorded for pods [default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT]",
+        "API server URL recorded for pods",
+        shown="https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT",
     )
     _add(
         controller,

@@ -1,6 +1,7 @@
 """Prometheus metrics of both components, in one registry per process.
 
-Names follow ``space_dra_<component>_<what>_<unit>``. Label values are bounded
+Names follow ``space_dra_<component>_<what>_<unit>``, except ``space_dra_api_writes_total``,
+which both components share. Label values are bounded
 (results and reasons from fixed sets), never claim UIDs, so cardinality stays flat
 however many claims come and go.
 """

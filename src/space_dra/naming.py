@@ -1,8 +1,10 @@
 """Where a prepared device shows up: CDI names, artifact directory, env names, mount path.
 
 A claim usually has one device of ours; it then gets ``<P>_*`` env vars and a
-mount at ``/etc/<claim-name>``, where ``<P>`` is the pod's claim name upper-cased
-(``test-claim`` -> ``TEST_CLAIM``). A claim with several of our devices (count > 1)
+mount at ``/etc/<claim-name>``, where ``<P>`` is the claim's name upper-cased with
+other characters replaced by ``_`` (``test-claim`` -> ``TEST_CLAIM``); for a claim
+made from a template, the name is the pod's ``resourceClaims[].name``, not the
+generated one. A claim with several of our devices (count > 1)
 numbers them: ``<P>_0_*`` and ``/etc/<claim-name>-0``, and so on. Everything a
 request names is validated here before anything touches the disk, so no input can
 make the plugin write outside its directories.
