@@ -234,7 +234,11 @@ class GroupCommit:
                 self.latest = self.checkpoint.update(_applying(batch))
             except Exception as exc:
                 for _, done in batch:
-                    done.set_exception(exc)
+                    # A waiter whose RPC was cancelled has a cancelled future; the rest
+                    # of the batch must still be answered.
+                    if not done.done():
+                        done.set_exception(exc)
                 continue
             for _, done in batch:
-                done.set_result(None)
+                if not done.done():
+                    done.set_result(None)
