@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from space_dra.plugin.checkpoint import Checkpoint, GroupCommit, PreparedClaim
@@ -13,21 +14,23 @@ def _claim(uid: str) -> PreparedClaim:
     return PreparedClaim(uid, "default", f"claim-{uid}", ())
 
 
+def _adding(uid: str) -> Callable[[dict[str, PreparedClaim]], None]:
+    return lambda claims: claims.__setitem__(uid, _claim(uid))
+
+
 async def test_concurrent_changes_share_one_write(tmp_path: Path) -> None:
     checkpoint = Checkpoint(tmp_path / "checkpoint.json")
     writes = 0
     write = checkpoint._write
 
-    def counting_write(claims: dict[str, PreparedClaim]) -> None:
+    def counting_write(claims: Mapping[str, PreparedClaim]) -> None:
         nonlocal writes
         writes += 1
         write(claims)
 
     checkpoint._write = counting_write  # type: ignore[method-assign]
     commits = GroupCommit(checkpoint)
-    await asyncio.gather(
-        *(commits.apply(lambda c, u=uid: c.__setitem__(u, _claim(u))) for uid in "abc")
-    )
+    await asyncio.gather(*(commits.apply(_adding(uid)) for uid in "abc"))
     assert writes == 1
     assert sorted(Checkpoint(checkpoint.path).load()) == ["a", "b", "c"]
 
@@ -35,8 +38,8 @@ async def test_concurrent_changes_share_one_write(tmp_path: Path) -> None:
 async def test_a_cancelled_caller_does_not_strand_the_rest_of_its_batch(tmp_path: Path) -> None:
     checkpoint = Checkpoint(tmp_path / "checkpoint.json")
     commits = GroupCommit(checkpoint)
-    first = asyncio.ensure_future(commits.apply(lambda c: c.__setitem__("a", _claim("a"))))
-    second = asyncio.ensure_future(commits.apply(lambda c: c.__setitem__("b", _claim("b"))))
+    first = asyncio.ensure_future(commits.apply(_adding("a")))
+    second = asyncio.ensure_future(commits.apply(_adding("b")))
     await asyncio.sleep(0)  # both changes are queued; the writer has not run yet
     first.cancel()
     result = await asyncio.wait_for(second, timeout=5)
