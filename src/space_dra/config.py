@@ -196,7 +196,30 @@ def _limit_range(path: str, value: Any) -> dict[str, dict[str, str]]:
     for key, resources in value.items():
         kind = _choice(f"{path}", key, LIMIT_RANGE_KINDS)
         result[kind] = _resources(f"{path}.{kind}", resources)
+    _check_limit_order(path, result)
     return result
+
+
+def _check_limit_order(path: str, limits: Mapping[str, Mapping[str, str]]) -> None:
+    """min ≤ defaultRequest ≤ default ≤ max per resource, as the API server checks it.
+
+    The API server fills a missing ``default`` from ``max`` and a missing
+    ``defaultRequest`` from ``default`` or ``min``; a filled value sits between the
+    values it came from, so comparing the values that were written is enough.
+    """
+    chain = ("min", "defaultRequest", "default", "max")
+    for resource in sorted({r for kind in chain for r in limits.get(kind, {})}):
+        written = [
+            (kind, limits[kind][resource]) for kind in chain if resource in limits.get(kind, {})
+        ]
+        for i, (low_kind, low) in enumerate(written):
+            for high_kind, high in written[i + 1 :]:
+                if parse_quantity(low) > parse_quantity(high):
+                    raise ConfigError(
+                        f"{path}.{low_kind}.{resource}",
+                        f"{low} is more than {high_kind} {high}; a LimitRange needs "
+                        "min ≤ defaultRequest ≤ default ≤ max",
+                    )
 
 
 def _generate_name(path: str, value: Any) -> str:

@@ -167,3 +167,35 @@ def test_error_message_says_where_the_config_came_from() -> None:
         ConfigError, match=r"NamespaceConfig \(from the DeviceClass\): policy.allowedRoles"
     ):
         resolve([klass(policy={"allowedRoles": 1})])
+
+
+@pytest.mark.parametrize(
+    ("limit_range", "path"),
+    [
+        ({"min": {"cpu": "2"}, "max": {"cpu": "1"}}, "limitRange.min.cpu"),
+        ({"default": {"memory": "2Gi"}, "max": {"memory": "1Gi"}}, "limitRange.default.memory"),
+        (
+            {"defaultRequest": {"cpu": "1"}, "default": {"cpu": "500m"}},
+            "limitRange.defaultRequest.cpu",
+        ),
+        # default is filled from max, so a defaultRequest above max is refused too.
+        ({"defaultRequest": {"cpu": "2"}, "max": {"cpu": "1"}}, "limitRange.defaultRequest.cpu"),
+    ],
+)
+def test_limit_range_out_of_order_is_rejected_like_the_api_server_would(
+    limit_range: dict[str, dict[str, str]], path: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        resolve([claim(limitRange=limit_range)])
+    assert caught.value.path == path
+    assert "min ≤ defaultRequest ≤ default ≤ max" in str(caught.value)
+
+
+def test_limit_range_in_order_is_accepted_with_quantities_compared_by_value() -> None:
+    limit_range = {
+        "min": {"cpu": "100m", "memory": "64Mi"},
+        "defaultRequest": {"cpu": "0.25"},
+        "default": {"cpu": "500m", "memory": "1Gi"},
+        "max": {"cpu": "1", "memory": "1Gi"},
+    }
+    assert resolve([claim(limitRange=limit_range)]).settings.limit_range == limit_range
