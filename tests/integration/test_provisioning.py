@@ -216,6 +216,39 @@ def test_invalid_config_fails_cleanly_with_nothing_created(
     assert not pod["spec"].get("nodeName"), "a pod must not bind to a failed namespace"
 
 
+def test_objects_the_api_server_rejects_fail_the_claim_and_leave_nothing(
+    local_cluster: ClusterHandle, host_driver: HostDriver, workspace: str
+) -> None:
+    # Passes our parser (any resource name is a valid key) but not the API server's
+    # ResourceQuota validation: only known resources can be limited.
+    config = {
+        "apiVersion": "space.resource.example.com/v1alpha1",
+        "kind": "NamespaceConfig",
+        "quota": {"widgets": "1"},
+    }
+    local_cluster.apply(claim_manifest(workspace, "odd", config=config))
+    local_cluster.apply(pod_manifest(workspace, "p", local_cluster.testbox_image, claim="odd"))
+    message = wait_claim_failed(local_cluster, workspace, "odd")
+    assert "rejected" in message and "widgets" in message, message
+    uid = claim_json(local_cluster, workspace, "odd")["metadata"]["uid"]
+    # The namespace was made before the API server refused its quota; GC removes it.
+    local_cluster.wait_for(
+        "half-made namespace removed", lambda: managed_namespaces(local_cluster, uid) == [], 30
+    )
+    warnings = [e for e in events_for(local_cluster, workspace, "odd") if e["type"] == "Warning"]
+    assert any(e["reason"] == "NamespaceRejected" for e in warnings)
+    pod = local_cluster.kubectl_json("get", "pod", "p", "-n", workspace)
+    assert not pod["spec"].get("nodeName"), "a pod must not bind to a failed namespace"
+    # The scheduler answers the failure by re-allocating the claim about every 7 s; the
+    # same config is refused from memory then, without making another namespace.
+    time.sleep(15)
+    rejected = [
+        e for e in events_for(local_cluster, workspace, "odd") if e["reason"] == "NamespaceRejected"
+    ]
+    assert len(rejected) == 1, rejected
+    assert managed_namespaces(local_cluster, uid) == []
+
+
 def test_binding_waits_for_the_namespace_and_a_restarted_controller_catches_up(
     local_cluster: ClusterHandle, host_driver: HostDriver, workspace: str
 ) -> None:

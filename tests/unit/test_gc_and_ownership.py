@@ -10,7 +10,7 @@ from space_dra.contract import DEFAULT_DRIVER_NAME, ClaimView, DeviceRef, Manage
 from space_dra.controller.gc import judge
 from space_dra.controller.ownership import Signer
 from space_dra.controller.provision import device_label
-from tests.support.claims import make_claim, new_uid, ready_device
+from tests.support.claims import failed_device, make_claim, new_uid, ready_device
 
 LABELS = ManagementLabels(DEFAULT_DRIVER_NAME)
 SIGNER = Signer(b"k" * 32)
@@ -72,6 +72,13 @@ def test_verdicts() -> None:
     pending = views(make_claim(uid))
     assert judge(namespace("ns-a", uid), LABELS, pending, frozenset(), True).delete is False, (
         "being provisioned"
+    )
+    # The API server refused the namespace's objects and the failure is recorded:
+    # the half-made namespace is not held by anyone.
+    failed = views(make_claim(uid, status_devices=[failed_device("slot-0", "rejected")]))
+    assert (
+        judge(namespace("ns-a", uid), LABELS, failed, frozenset(), True).why
+        == "provisioning-failed"
     )
 
 

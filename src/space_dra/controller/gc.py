@@ -3,8 +3,9 @@
 A namespace is deleted only when all of these hold: it carries a valid ownership
 signature (see :mod:`ownership`), it is not protected, and its device is no
 longer held: the claim is gone, deallocated, being deleted, no longer has that
-device, or records a different namespace for it (a duplicate left by a crash).
-A namespace for a device with no record yet is being provisioned and is kept.
+device, records a different namespace for it (a duplicate left by a crash), or
+records that provisioning failed. A namespace for a device with no record yet is
+being provisioned and is kept.
 """
 
 from __future__ import annotations
@@ -60,4 +61,6 @@ def judge(
         return KEEP
     if state.record is not None and state.record.namespace != name:
         return Verdict(True, "duplicate")
+    if state.record is None and state.failure is not None:
+        return Verdict(True, "provisioning-failed")
     return KEEP

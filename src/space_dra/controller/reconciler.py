@@ -54,6 +54,9 @@ from space_dra.metrics import (
 
 log = logging.getLogger(__name__)
 
+# HTTP statuses for objects the API server will never accept as they are.
+REJECTED = frozenset({400, 422})
+
 
 @dataclass(frozen=True)
 class ReconcilerOptions:
@@ -83,6 +86,10 @@ class Reconciler:
         self._uids: dict[Key, str] = {}
         self._keys: dict[str, Key] = {}
         self._first_seen: dict[str, float] = {}
+        # Claim UIDs that a key held before the claim was re-created under that name.
+        self._replaced: dict[Key, set[str]] = {}
+        # (claim UID, settings) the API server refused -> the failure message.
+        self._refused: dict[tuple[str, str], str] = {}
         self._unverified_reported: set[str] = set()
         # UIDs of namespaces we asked to delete whose Terminating state may not be
         # cached yet, so a second pass does not delete (and count) them again.
@@ -118,13 +125,22 @@ class Reconciler:
         NAMESPACES_MANAGED.set(len(self.namespaces.cache))
 
     def _remember(self, key: Key, uid: str) -> None:
+        previous = self._uids.get(key)
+        if previous is not None and previous != uid:
+            # Deleted and re-created under the same name before a reconcile saw the
+            # deletion: the old claim's namespaces are collected on the next reconcile.
+            self._replaced.setdefault(key, set()).add(previous)
+            if self._keys.get(previous) == key:
+                del self._keys[previous]
         self._uids[key] = uid
         self._keys[uid] = key
 
     def _forget(self, key: Key) -> None:
         uid = self._uids.pop(key, None)
-        if uid is not None and self._keys.get(uid) == key:
-            del self._keys[uid]
+        if uid is not None:
+            self._first_seen.pop(uid, None)
+            if self._keys.get(uid) == key:
+                del self._keys[uid]
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -154,21 +170,22 @@ class Reconciler:
             )
         return False
 
-    def _claims_by_uid(self) -> dict[str, ClaimView]:
-        return {
-            view.uid: view
-            for view in (ClaimView(c, self.options.driver) for c in self.claims.cache.values())
-            if view.uid
-        }
-
     # -- reconcile -------------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> None:
+        for old_uid in sorted(self._replaced.get(key, ())):
+            await self._collect(old_uid, None)
+            self._replaced[key].discard(old_uid)
+        if not self._replaced.get(key):
+            self._replaced.pop(key, None)
         claim = self.claims.cache.get(key)
         if claim is None:
             uid = self._uids.get(key)
             if uid:
                 await self._collect(uid, None)
+                # Kept across deallocations (the scheduler's retries), dropped with the claim.
+                for refusal in [k for k in self._refused if k[0] == uid]:
+                    del self._refused[refusal]
             self._forget(key)
             return
         view = ClaimView(claim, self.options.driver)
@@ -204,13 +221,42 @@ class Reconciler:
             changed = True
         if changed:
             faults.point("controller-before-status-write")
-            self.claims.remember(await write_status(self.kube, view, outcomes))
+            try:
+                stored = await write_status(self.kube, view, outcomes)
+            except KubeError as exc:
+                if not await self._claim_gone(view, exc):
+                    raise
+                log_event(
+                    log,
+                    logging.INFO,
+                    "claim_replaced",
+                    claim_uid=view.uid,
+                    claim=f"{view.namespace}/{view.name}",
+                    detail="deleted (and maybe re-created) while provisioning; undoing",
+                )
+                self._first_seen.pop(view.uid, None)
+                await self._collect(view.uid, None)
+                return
+            self.claims.remember(stored)
             now = time.time()
-            started = _allocated_at(view) or self._first_seen.pop(view.uid, now)
+            first_seen = self._first_seen.pop(view.uid, now)
+            started = _allocated_at(view) or first_seen
             for outcome in outcomes:
                 if outcome.failed:
                     continue
                 PROVISION_SECONDS.observe(max(0.0, now - started))
+
+    async def _claim_gone(self, view: ClaimView, exc: KubeError) -> bool:
+        """Whether a failed status write means the claim is gone or is another object now."""
+        if isinstance(exc, NotFound):
+            return True
+        if exc.status != 422:
+            return False
+        try:
+            current = await self.kube.get_claim(view.namespace, view.name)
+        except NotFound:
+            return True
+        return (current.metadata.uid if current.metadata else None) != view.uid
 
     async def _provision_device(
         self, view: ClaimView, device: DeviceRef, existing: list[Namespace]
@@ -235,15 +281,42 @@ class Reconciler:
             )
             return DeviceOutcome(device, failure_reason="InvalidConfig", failure_message=str(exc))
 
+        # The scheduler re-allocates a claim whose binding failed; a config the API
+        # server refused before is refused again without making another namespace.
+        refusal_key = (view.uid, repr(settings))
+        refused = self._refused.get(refusal_key)
+        if refused is not None:
+            return DeviceOutcome(device, failure_reason="Rejected", failure_message=refused)
         namespace = self._adopt(device, existing)
-        if namespace is None:
-            namespace = await self.provisioner.create_namespace(
-                view.uid, f"{view.namespace}/{view.name}", device, settings
+        try:
+            if namespace is None:
+                namespace = await self.provisioner.create_namespace(
+                    view.uid, f"{view.namespace}/{view.name}", device, settings
+                )
+                self._created[(view.uid, device_label(device))] = namespace
+                faults.point("controller-after-namespace-create")
+            name = namespace.metadata.name if namespace.metadata and namespace.metadata.name else ""
+            await self.provisioner.fill(name, settings)
+        except KubeError as exc:
+            if exc.status not in REJECTED:
+                raise  # transient: the work queue retries
+            # The API server refuses what this config makes (e.g. a LimitRange whose
+            # default exceeds its max): retrying cannot help. The failure is recorded,
+            # and GC removes the half-filled namespace once the record is written.
+            FAILURES.labels("Rejected").inc()
+            PROVISIONED.labels("failed").inc()
+            message = f"the API server rejected the namespace's objects: {exc}"
+            self._refused[refusal_key] = message
+            log_event(
+                log,
+                logging.WARNING,
+                "namespace_rejected",
+                claim_uid=view.uid,
+                device=label,
+                error=str(exc),
             )
-            self._created[(view.uid, device_label(device))] = namespace
-            faults.point("controller-after-namespace-create")
-        name = namespace.metadata.name if namespace.metadata and namespace.metadata.name else ""
-        await self.provisioner.fill(name, settings)
+            await emit_event(self.kube, view, "Warning", "NamespaceRejected", f"{label}: {message}")
+            return DeviceOutcome(device, failure_reason="Rejected", failure_message=message)
         faults.point("controller-after-namespace-contents")
         PROVISIONED.labels("ok").inc()
         log_event(
@@ -323,11 +396,28 @@ class Reconciler:
         )
 
     async def sweep(self) -> None:
-        """Full pass: every managed namespace against every claim."""
-        claims = self._claims_by_uid()
+        """Full pass over every managed namespace.
+
+        A namespace whose claim still exists is settled by that claim's reconcile (queued
+        here), never by the sweep itself: the work queue runs one reconcile per claim at a
+        time, so a deletion judged here cannot race a worker adopting the same namespace.
+        The sweep deletes only namespaces whose claim is gone; a UID never comes back.
+        """
+        keys_by_uid = {
+            claim.metadata.uid: key
+            for key, claim in self.claims.cache.items()
+            if claim.metadata and claim.metadata.uid
+        }
+        for refusal in [k for k in self._refused if k[0] not in keys_by_uid]:
+            del self._refused[refusal]  # claims deleted while deallocated
         for namespace in list(self.namespaces.cache.values()):
+            labels = (namespace.metadata.labels if namespace.metadata else None) or {}
+            key = keys_by_uid.get(labels.get(self.labels.claim_uid, ""))
+            if key is not None:
+                self.queue.add(key)
+                continue
             try:
-                await self._maybe_delete(namespace, claims)
+                await self._maybe_delete(namespace, {})
             except KubeError as exc:
                 log_event(
                     log, logging.WARNING, "gc_failed", namespace=_name(namespace), error=str(exc)

@@ -121,9 +121,14 @@ def device_status(view: ClaimView, outcome: DeviceOutcome) -> AllocatedDeviceSta
 async def write_status(
     kube: LightkubeAPI, view: ClaimView, outcomes: list[DeviceOutcome]
 ) -> ResourceClaim:
-    """Apply our entries of status.devices; return the claim as the API server stored it."""
+    """Apply our entries of status.devices; return the claim as the API server stored it.
+
+    The UID makes the write fail (422, "field is immutable") if the claim was deleted and
+    re-created under the same name meanwhile, instead of giving the new claim a record
+    that was made for the old one.
+    """
     body = ResourceClaimStatus(
-        metadata=ObjectMeta(name=view.name, namespace=view.namespace),
+        metadata=ObjectMeta(name=view.name, namespace=view.namespace, uid=view.uid),
         status=ClaimStatusModel(devices=[device_status(view, o) for o in outcomes]),
     )
     stored = await kube.apply(body, name=view.name, namespace=view.namespace)
