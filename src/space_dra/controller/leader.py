@@ -4,9 +4,10 @@ The same protocol as client-go's leaderelection: the holder renews ``renewTime``
 every ``retry`` seconds; a candidate takes the Lease over only when it has not
 been renewed for ``lease_duration``; every write carries the resourceVersion it
 read, so two candidates cannot both win. A leader that cannot renew within
-``renew_deadline`` stops leading (the caller exits, and the Deployment restarts
-it as a candidate), and a leader that shuts down cleanly releases the Lease so a
-standby takes over at once instead of after the lease duration.
+``renew_deadline``, or finds the Lease held by another, stops leading (the
+caller ends its term's work and stands for election again), and a leader that
+shuts down cleanly releases the Lease so a standby takes over at once instead of
+after the lease duration.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class LeaderElector:
         self.kube = kube
         self.options = options
         self.leading = False
+        # Monotonic time at which the last successful acquire or renewal was sent.
+        self._renewed_at = 0.0
 
     def _spec(self, acquired: datetime | None, transitions: int) -> LeaseSpec:
         now = datetime.now(UTC)
@@ -91,8 +94,10 @@ class LeaderElector:
             lease=f"{self.options.namespace}/{self.options.name}",
         )
         while True:
+            attempt = time.monotonic()
             try:
                 if await self.try_acquire_or_renew():
+                    self._renewed_at = attempt
                     break
             except KubeError as exc:
                 log_event(log, logging.WARNING, "leader_election_error", error=str(exc))
@@ -102,18 +107,30 @@ class LeaderElector:
         log_event(log, logging.INFO, "leader_elected", identity=self.options.identity)
 
     async def keep_leading(self) -> None:
-        """Renew until renewal fails for longer than renew_deadline; then return."""
-        last_renewed = time.monotonic()
+        """Renew; return when another replica holds the Lease or when renewal has not
+        succeeded for renew_deadline (shorter than the lease duration, so this replica
+        stops before anyone may take over).
+
+        The deadline counts from when the last successful renewal was *sent*: the
+        renewTime it wrote is no later than that, and each attempt is cut off at the
+        deadline, so a hung API call cannot stretch a term.
+        """
         while True:
             await asyncio.sleep(self.options.retry)
+            remaining = self.options.renew_deadline - (time.monotonic() - self._renewed_at)
+            if remaining <= 0:
+                break
+            attempt = time.monotonic()
             try:
-                if await self.try_acquire_or_renew():
-                    last_renewed = time.monotonic()
+                if await asyncio.wait_for(self.try_acquire_or_renew(), remaining):
+                    self._renewed_at = attempt
                     continue
+                log_event(log, logging.WARNING, "leader_lease_taken")
+                break
+            except TimeoutError:
+                log_event(log, logging.WARNING, "leader_renew_error", error="timed out")
             except KubeError as exc:
                 log_event(log, logging.WARNING, "leader_renew_error", error=str(exc))
-            if time.monotonic() - last_renewed > self.options.renew_deadline:
-                break
         self.leading = False
         LEADER.set(0)
         log_event(log, logging.ERROR, "leader_lost", identity=self.options.identity)

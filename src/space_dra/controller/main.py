@@ -135,9 +135,12 @@ class Controller:
 
     async def term(self) -> None:
         """One leadership term: returns when leadership is lost, raises if a part fails."""
+        # The key first: loading it may take a while, and the renewal clock starts
+        # when the Lease is won.
+        signer = await self.signer_when_reachable()
         if self.args.leader_elect:
             await self.elector.acquire()
-        self.reconciler, publisher = self.components(await self.signer_when_reachable())
+        self.reconciler, publisher = self.components(signer)
         log_event(
             log,
             logging.INFO,

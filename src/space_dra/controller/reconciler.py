@@ -436,32 +436,44 @@ class Reconciler:
     # -- run -------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Run until a part stops; that is always a failure, raised to the caller.
+
+        An informer that died would leave the controller working from a frozen cache,
+        so its end ends the run instead.
+        """
         tasks = [
             asyncio.create_task(self.claims.run(), name="claim-informer"),
             asyncio.create_task(self.namespaces.run(), name="namespace-informer"),
+            asyncio.create_task(self._reconcile_and_sweep(), name="reconciler"),
         ]
         try:
-            # GC must never run against a half-filled cache: an empty claim cache
-            # would make every namespace look orphaned.
-            await asyncio.gather(self.claims.synced.wait(), self.namespaces.synced.wait())
-            log_event(
-                log,
-                logging.INFO,
-                "caches_synced",
-                claims=len(self.claims.cache),
-                namespaces=len(self.namespaces.cache),
-            )
-            self.queue.start()
-            self.requeue_all()
-            while True:
-                await self.sweep()
-                await asyncio.sleep(self.options.resync_seconds)
-                self.requeue_all()
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+            raise RuntimeError(f"{', '.join(t.get_name() for t in done)} stopped")
         finally:
-            await self.queue.stop()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.queue.stop()
+
+    async def _reconcile_and_sweep(self) -> None:
+        # GC must never run against a half-filled cache: an empty claim cache
+        # would make every namespace look orphaned.
+        await asyncio.gather(self.claims.synced.wait(), self.namespaces.synced.wait())
+        log_event(
+            log,
+            logging.INFO,
+            "caches_synced",
+            claims=len(self.claims.cache),
+            namespaces=len(self.namespaces.cache),
+        )
+        self.queue.start()
+        self.requeue_all()
+        while True:
+            await self.sweep()
+            await asyncio.sleep(self.options.resync_seconds)
+            self.requeue_all()
 
     @property
     def synced(self) -> bool:

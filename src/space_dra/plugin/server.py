@@ -184,8 +184,14 @@ class PluginServer:
 
     async def _refresh_loop(self) -> None:
         # Wake at least every 30 s so files lost behind our back are re-created soon.
+        # An unexpected error must not end the loop for good: every token on the node
+        # would then expire unrefreshed.
         while True:
-            next_due = await self.driver.refresh_due()
+            try:
+                next_due = await self.driver.refresh_due()
+            except Exception:
+                log.exception("refresh_loop_failed")
+                next_due = 5.0
             await asyncio.sleep(min(max(next_due, 1.0), 30.0))
 
     async def stop(self) -> None:
