@@ -88,8 +88,8 @@ class Reconciler:
         self._first_seen: dict[str, float] = {}
         # Claim UIDs that a key held before the claim was re-created under that name.
         self._replaced: dict[Key, set[str]] = {}
-        # (claim UID, settings) the API server refused -> the failure message.
-        self._refused: dict[tuple[str, str], str] = {}
+        # (claim UID, config inputs) refused before -> (reason, message).
+        self._refused: dict[tuple[str, str], tuple[str, str]] = {}
         self._unverified_reported: set[str] = set()
         # UIDs of namespaces we asked to delete whose Terminating state may not be
         # cached yet, so a second pass does not delete (and count) them again.
@@ -263,11 +263,22 @@ class Reconciler:
     ) -> DeviceOutcome:
         self._first_seen.setdefault(view.uid, time.time())
         label = f"{device.request}={device.pool}/{device.device}"
+        configs = view.opaque_configs(device.request)
+        # The scheduler answers a failure by re-allocating the claim (every few seconds);
+        # a config refused before is refused again from memory: no new namespace, Event
+        # or log line. The key is what the decision depends on, so a changed DeviceClass
+        # config is judged afresh.
+        refusal_key = (view.uid, repr((configs, device.admin_access)))
+        refused = self._refused.get(refusal_key)
+        if refused is not None:
+            reason, message = refused
+            return DeviceOutcome(device, failure_reason=reason, failure_message=message)
         try:
-            settings = resolve(view.opaque_configs(device.request), device.admin_access).settings
+            settings = resolve(configs, device.admin_access).settings
         except ConfigError as exc:
             FAILURES.labels("InvalidConfig").inc()
             PROVISIONED.labels("failed").inc()
+            self._refused[refusal_key] = ("InvalidConfig", str(exc))
             log_event(
                 log,
                 logging.WARNING,
@@ -281,12 +292,6 @@ class Reconciler:
             )
             return DeviceOutcome(device, failure_reason="InvalidConfig", failure_message=str(exc))
 
-        # The scheduler re-allocates a claim whose binding failed; a config the API
-        # server refused before is refused again without making another namespace.
-        refusal_key = (view.uid, repr(settings))
-        refused = self._refused.get(refusal_key)
-        if refused is not None:
-            return DeviceOutcome(device, failure_reason="Rejected", failure_message=refused)
         namespace = self._adopt(device, existing)
         try:
             if namespace is None:
@@ -306,7 +311,7 @@ class Reconciler:
             FAILURES.labels("Rejected").inc()
             PROVISIONED.labels("failed").inc()
             message = f"the API server rejected the namespace's objects: {exc}"
-            self._refused[refusal_key] = message
+            self._refused[refusal_key] = ("Rejected", message)
             log_event(
                 log,
                 logging.WARNING,
