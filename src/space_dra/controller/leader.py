@@ -116,8 +116,9 @@ class LeaderElector:
         deadline, so a hung API call cannot stretch a term.
         """
         while True:
-            await asyncio.sleep(self.options.retry)
-            remaining = self.options.renew_deadline - (time.monotonic() - self._renewed_at)
+            # Never sleep past the deadline: a term must end at it, not a retry later.
+            await asyncio.sleep(min(self.options.retry, max(0.0, self._remaining())))
+            remaining = self._remaining()
             if remaining <= 0:
                 break
             attempt = time.monotonic()
@@ -134,6 +135,9 @@ class LeaderElector:
         self.leading = False
         LEADER.set(0)
         log_event(log, logging.ERROR, "leader_lost", identity=self.options.identity)
+
+    def _remaining(self) -> float:
+        return self.options.renew_deadline - (time.monotonic() - self._renewed_at)
 
     async def release(self) -> None:
         if not self.leading:

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+from typing import Any
 
 from space_dra.controller.leader import LeaderElector, LeaseOptions
 from space_dra.controller.ownership import Signer, load_signer
@@ -135,29 +136,36 @@ class Controller:
 
     async def term(self) -> None:
         """One leadership term: returns when leadership is lost, raises if a part fails."""
-        # The key first: loading it may take a while, and the renewal clock starts
-        # when the Lease is won.
-        signer = await self.signer_when_reachable()
+        work: list[asyncio.Task[None]] = []
         if self.args.leader_elect:
             await self.elector.acquire()
-        self.reconciler, publisher = self.components(signer)
-        log_event(
-            log,
-            logging.INFO,
-            "controller_leading",
-            driver=self.args.driver_name,
-            pool_size=self.args.pool_size,
-            pod_api_server=self.server,
-        )
-        work = [asyncio.create_task(self.reconciler.run()), asyncio.create_task(publisher.run())]
-        if self.args.leader_elect:
-            work.append(asyncio.create_task(self.elector.keep_leading()))
+            work.append(asyncio.create_task(self.elector.keep_leading(), name="lease"))
+        # The key is read after winning (a standby's copy could be stale) while the
+        # Lease is already being renewed, however long the read takes.
+        loading = asyncio.create_task(self.signer_when_reachable(), name="ownership-key")
+        done: set[asyncio.Task[Any]] = set()
         try:
+            done, _ = await asyncio.wait([loading, *work], return_when=asyncio.FIRST_COMPLETED)
+            if loading not in done:
+                return  # the Lease was lost before the key could be read
+            self.reconciler, publisher = self.components(loading.result())
+            log_event(
+                log,
+                logging.INFO,
+                "controller_leading",
+                driver=self.args.driver_name,
+                pool_size=self.args.pool_size,
+                pod_api_server=self.server,
+            )
+            work += [
+                asyncio.create_task(self.reconciler.run(), name="reconciler"),
+                asyncio.create_task(publisher.run(), name="slices"),
+            ]
             done, _ = await asyncio.wait(work, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in work:
+            for task in [loading, *work]:
                 task.cancel()
-            await asyncio.gather(*work, return_exceptions=True)
+            await asyncio.gather(loading, *work, return_exceptions=True)
             self.reconciler = None
         for task in done:
             if not task.cancelled() and task.exception() is not None:

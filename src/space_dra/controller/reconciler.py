@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -54,8 +55,10 @@ from space_dra.metrics import (
 
 log = logging.getLogger(__name__)
 
-# HTTP statuses for objects the API server will never accept as they are.
+# HTTP statuses for objects the API server will not accept as they are.
 REJECTED = frozenset({400, 422})
+# How long a rejection by the API server is answered from memory (monotonic seconds).
+REJECTION_MEMORY_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,8 @@ class Reconciler:
         self._first_seen: dict[str, float] = {}
         # Claim UIDs that a key held before the claim was re-created under that name.
         self._replaced: dict[Key, set[str]] = {}
-        # (claim UID, config inputs) refused before -> (reason, message).
-        self._refused: dict[tuple[str, str], tuple[str, str]] = {}
+        # (claim UID, config inputs) refused before -> (reason, message, until when).
+        self._refused: dict[tuple[str, str], tuple[str, str, float]] = {}
         self._unverified_reported: set[str] = set()
         # UIDs of namespaces we asked to delete whose Terminating state may not be
         # cached yet, so a second pass does not delete (and count) them again.
@@ -174,7 +177,12 @@ class Reconciler:
 
     async def reconcile(self, key: Key) -> None:
         for old_uid in sorted(self._replaced.get(key, ())):
-            await self._collect(old_uid, None)
+            try:
+                await self._collect(old_uid, None)
+            except KubeError as exc:
+                # Best effort: the claim that now has this name must not wait for it;
+                # the sweep deletes the old claim's namespaces later.
+                log_event(log, logging.WARNING, "gc_failed", claim_uid=old_uid, error=str(exc))
             self._replaced[key].discard(old_uid)
         if not self._replaced.get(key):
             self._replaced.pop(key, None)
@@ -195,8 +203,12 @@ class Reconciler:
             if not view.allocated:
                 self._forget(key)
             return
-        await self._provision(view)
-        await self._collect(view.uid, view)
+        try:
+            await self._provision(view)
+        finally:
+            # Even when one device keeps failing, namespaces the claim no longer holds
+            # (released devices, crash duplicates) must go: the sweep leaves them to us.
+            await self._collect(view.uid, view)
 
     async def _provision(self, view: ClaimView) -> None:
         devices = view.our_devices()
@@ -270,15 +282,16 @@ class Reconciler:
         # config is judged afresh.
         refusal_key = (view.uid, repr((configs, device.admin_access)))
         refused = self._refused.get(refusal_key)
-        if refused is not None:
-            reason, message = refused
+        if refused is not None and time.monotonic() < refused[2]:
+            reason, message, _ = refused
             return DeviceOutcome(device, failure_reason=reason, failure_message=message)
         try:
             settings = resolve(configs, device.admin_access).settings
         except ConfigError as exc:
             FAILURES.labels("InvalidConfig").inc()
             PROVISIONED.labels("failed").inc()
-            self._refused[refusal_key] = ("InvalidConfig", str(exc))
+            # The parser's verdict depends only on the key: remembered for good.
+            self._refused[refusal_key] = ("InvalidConfig", str(exc), math.inf)
             log_event(
                 log,
                 logging.WARNING,
@@ -311,7 +324,13 @@ class Reconciler:
             FAILURES.labels("Rejected").inc()
             PROVISIONED.labels("failed").inc()
             message = f"the API server rejected the namespace's objects: {exc}"
-            self._refused[refusal_key] = ("Rejected", message)
+            # An admission policy or webhook can be behind a 400/422 too, and may be
+            # fixed: this verdict is remembered for a while only.
+            self._refused[refusal_key] = (
+                "Rejected",
+                message,
+                time.monotonic() + REJECTION_MEMORY_SECONDS,
+            )
             log_event(
                 log,
                 logging.WARNING,
@@ -459,8 +478,9 @@ class Reconciler:
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Workers first: none may act on a cache that no longer follows the cluster.
             await self.queue.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _reconcile_and_sweep(self) -> None:
         # GC must never run against a half-filled cache: an empty claim cache
