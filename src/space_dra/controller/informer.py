@@ -87,10 +87,14 @@ class Informer(Generic[T]):
 
     def remember(self, obj: T) -> None:
         """Write through an object we just wrote, so work queued before the watch
-        echoes it back sees the new state instead of redoing the work."""
+        echoes it back sees the new state instead of redoing the work.
+
+        Only over a cached entry: a missing one means the watch already reported the
+        object deleted, and storing it would bring it back until the next relist.
+        """
         key = key_of(obj)
         cached = self.cache.get(key)
-        if cached is None or _newer(obj, cached):
+        if cached is not None and _newer(obj, cached):
             self.cache[key] = obj
 
     async def run(self) -> None:
