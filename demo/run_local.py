@@ -37,6 +37,11 @@ def show(cluster: ClusterHandle, *args: str, redact: bool = False) -> str:
     return result.stdout
 
 
+def in_pod(cluster: ClusterHandle, pod: str, *command: str, redact: bool = False) -> str:
+    """Show a command's output from inside one of the demo's pods."""
+    return show(cluster, "exec", "-n", "namespace-test", pod, "--", *command, redact=redact)
+
+
 def main() -> int:
     heading("Local cluster (python -m localcluster up)")
     cluster = ensure_cluster()
@@ -81,8 +86,8 @@ def main() -> int:
     show(cluster, "get", "namespaces")
 
     heading("What the driver injected into each pod")
-    env = show(cluster, "exec", "-n", "namespace-test", "pod0", "--", "printenv")
-    show(cluster, "exec", "-n", "namespace-test", "pod1", "--", "printenv")
+    env = in_pod(cluster, "pod0", "printenv")
+    in_pod(cluster, "pod1", "printenv")
     namespace = next(
         line.split("=", 1)[1]
         for line in env.splitlines()
@@ -90,54 +95,20 @@ def main() -> int:
     )
 
     heading("The mounted kubeconfig (it reads the token from the mounted token file)")
-    show(
-        cluster,
-        "exec",
-        "-n",
-        "namespace-test",
-        "pod0",
-        "--",
-        "cat",
-        "/etc/test-claim/kubeconfig",
-        redact=True,
-    )
-    show(cluster, "exec", "-n", "namespace-test", "pod0", "--", "ls", "-l", "/etc/test-claim/")
+    in_pod(cluster, "pod0", "cat", "/etc/test-claim/kubeconfig", redact=True)
+    in_pod(cluster, "pod0", "ls", "-l", "/etc/test-claim/")
 
     heading("Using the credentials from inside pod0 (the local demo image carries kubectl)")
     use = "export KUBECONFIG=$TEST_CLAIM_KUBECONFIG; "
-    show(
+    in_pod(
         cluster,
-        "exec",
-        "-n",
-        "namespace-test",
         "pod0",
-        "--",
         "sh",
         "-c",
         use + "kubectl create configmap hello --from-literal=from=pod0 && kubectl get configmaps",
     )
-    show(
-        cluster,
-        "exec",
-        "-n",
-        "namespace-test",
-        "pod1",
-        "--",
-        "sh",
-        "-c",
-        use + "kubectl get configmap hello -o name",
-    )
-    show(
-        cluster,
-        "exec",
-        "-n",
-        "namespace-test",
-        "pod0",
-        "--",
-        "sh",
-        "-c",
-        use + "kubectl get pods -n namespace-test",
-    )
+    in_pod(cluster, "pod1", "sh", "-c", use + "kubectl get configmap hello -o name")
+    in_pod(cluster, "pod0", "sh", "-c", use + "kubectl get pods -n namespace-test")
 
     heading("The claim records what was provisioned")
     show(

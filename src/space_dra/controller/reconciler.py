@@ -59,6 +59,11 @@ log = logging.getLogger(__name__)
 REJECTED = frozenset({400, 422})
 # How long a rejection by the API server is answered from memory (monotonic seconds).
 REJECTION_MEMORY_SECONDS = 300.0
+# Failure reason recorded on the claim -> (log event, reason of the Warning Event).
+_REFUSAL_REPORTS = {
+    "InvalidConfig": ("claim_config_rejected", "InvalidNamespaceConfig"),
+    "Rejected": ("namespace_rejected", "NamespaceRejected"),
+}
 
 
 @dataclass(frozen=True)
@@ -288,22 +293,10 @@ class Reconciler:
         try:
             settings = resolve(configs, device.admin_access).settings
         except ConfigError as exc:
-            FAILURES.labels("InvalidConfig").inc()
-            PROVISIONED.labels("failed").inc()
             # The parser's verdict depends only on the key: remembered for good.
-            self._refused[refusal_key] = ("InvalidConfig", str(exc), math.inf)
-            log_event(
-                log,
-                logging.WARNING,
-                "claim_config_rejected",
-                claim_uid=view.uid,
-                device=label,
-                error=str(exc),
+            return await self._refuse(
+                view, device, label, refusal_key, "InvalidConfig", str(exc), math.inf
             )
-            await emit_event(
-                self.kube, view, "Warning", "InvalidNamespaceConfig", f"{label}: {exc}"
-            )
-            return DeviceOutcome(device, failure_reason="InvalidConfig", failure_message=str(exc))
 
         namespace = self._adopt(device, existing)
         try:
@@ -318,29 +311,19 @@ class Reconciler:
         except KubeError as exc:
             if exc.status not in REJECTED:
                 raise  # transient: the work queue retries
-            # The API server refuses what this config makes (e.g. a LimitRange whose
-            # default exceeds its max): retrying cannot help. The failure is recorded,
-            # and GC removes the half-filled namespace once the record is written.
-            FAILURES.labels("Rejected").inc()
-            PROVISIONED.labels("failed").inc()
-            message = f"the API server rejected the namespace's objects: {exc}"
-            # An admission policy or webhook can be behind a 400/422 too, and may be
-            # fixed: this verdict is remembered for a while only.
-            self._refused[refusal_key] = (
+            # The API server refuses what this config makes (e.g. a quota on a resource
+            # it does not know): retrying cannot help. GC removes the half-filled
+            # namespace once the failure is recorded. An admission policy or webhook can
+            # be behind a 400/422 too, and may be fixed: remembered for a while only.
+            return await self._refuse(
+                view,
+                device,
+                label,
+                refusal_key,
                 "Rejected",
-                message,
+                f"the API server rejected the namespace's objects: {exc}",
                 time.monotonic() + REJECTION_MEMORY_SECONDS,
             )
-            log_event(
-                log,
-                logging.WARNING,
-                "namespace_rejected",
-                claim_uid=view.uid,
-                device=label,
-                error=str(exc),
-            )
-            await emit_event(self.kube, view, "Warning", "NamespaceRejected", f"{label}: {message}")
-            return DeviceOutcome(device, failure_reason="Rejected", failure_message=message)
         faults.point("controller-after-namespace-contents")
         PROVISIONED.labels("ok").inc()
         log_event(
@@ -359,6 +342,25 @@ class Reconciler:
             device,
             record=NamespaceRecord(name, WORKLOAD_SERVICE_ACCOUNT, self.options.pod_api_server),
         )
+
+    async def _refuse(
+        self,
+        view: ClaimView,
+        device: DeviceRef,
+        label: str,
+        refusal_key: tuple[str, str],
+        reason: str,
+        message: str,
+        until: float,
+    ) -> DeviceOutcome:
+        """Record a device's provisioning failure: metrics, memory, log and a Warning Event."""
+        FAILURES.labels(reason).inc()
+        PROVISIONED.labels("failed").inc()
+        self._refused[refusal_key] = (reason, message, until)
+        log_name, event_reason = _REFUSAL_REPORTS[reason]
+        log_event(log, logging.WARNING, log_name, claim_uid=view.uid, device=label, error=message)
+        await emit_event(self.kube, view, "Warning", event_reason, f"{label}: {message}")
+        return DeviceOutcome(device, failure_reason=reason, failure_message=message)
 
     def _adopt(self, device: DeviceRef, existing: list[Namespace]) -> Namespace | None:
         """Reuse the oldest namespace we already made for this device; GC drops the rest."""
