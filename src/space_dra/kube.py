@@ -62,6 +62,23 @@ class Gone(KubeError):
     """410: a watch's resourceVersion is too old; list again."""
 
 
+class Invalid(KubeError):
+    """400/422: the API server will not accept the object (or request) as it is.
+
+    Retrying the same request cannot help; something about it must change first.
+    """
+
+
+_ERRORS_BY_STATUS: dict[int, type[KubeError]] = {
+    400: Invalid,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+    422: Invalid,
+}
+
+
 @dataclass(frozen=True)
 class IssuedToken:
     token: str
@@ -85,17 +102,9 @@ def translated(what: str) -> Iterator[None]:
         yield
     except ApiError as exc:
         code = exc.status.code or 0
+        kind = _ERRORS_BY_STATUS.get(code, KubeError)
         message = f"{what}: {exc.status.message or exc}"
-        reason = exc.status.reason or ""
-        if code == 404:
-            raise NotFound(message, code, reason) from exc
-        if code == 409:
-            raise Conflict(message, code, reason) from exc
-        if code == 403:
-            raise Forbidden(message, code, reason) from exc
-        if code == 410:
-            raise Gone(message, code, reason) from exc
-        raise KubeError(message, code, reason) from exc
+        raise kind(message, code, exc.status.reason or "") from exc
     except httpx2.HTTPError as exc:
         raise KubeError(f"{what}: {type(exc).__name__}: {exc}") from exc
 

@@ -42,7 +42,7 @@ from space_dra.controller.informer import Informer, Key, key_of
 from space_dra.controller.provision import MANAGED_BY_VALUE, Provisioner, device_label
 from space_dra.controller.status import DeviceOutcome, emit_event, write_status
 from space_dra.controller.workqueue import WorkQueue
-from space_dra.kube import KubeError, LightkubeAPI, NotFound
+from space_dra.kube import Conflict, Invalid, KubeError, LightkubeAPI, NotFound
 from space_dra.logs import log_event
 from space_dra.metrics import (
     FAILURES,
@@ -55,8 +55,6 @@ from space_dra.metrics import (
 
 log = logging.getLogger(__name__)
 
-# HTTP statuses for objects the API server will not accept as they are.
-REJECTED = frozenset({400, 422})
 # How long a rejection by the API server is answered from memory (monotonic seconds).
 REJECTION_MEMORY_SECONDS = 300.0
 # Failure reason recorded on the claim -> (log event, reason of the Warning Event).
@@ -267,7 +265,7 @@ class Reconciler:
         """Whether a failed status write means the claim is gone or is another object now."""
         if isinstance(exc, NotFound):
             return True
-        if exc.status != 422:
+        if not isinstance(exc, Invalid):
             return False
         try:
             current = await self.kube.get_claim(view.namespace, view.name)
@@ -308,11 +306,10 @@ class Reconciler:
                 faults.point("controller-after-namespace-create")
             name = namespace.metadata.name if namespace.metadata and namespace.metadata.name else ""
             await self.provisioner.fill(name, settings)
-        except KubeError as exc:
-            if exc.status not in REJECTED:
-                raise  # transient: the work queue retries
-            # The API server refuses what this config makes (e.g. a quota on a resource
-            # it does not know): retrying cannot help. GC removes the half-filled
+        except Invalid as exc:
+            # Any other KubeError is transient: the work queue retries. But the API
+            # server refuses what this config makes (e.g. a quota on a resource it does
+            # not know): retrying cannot help. GC removes the half-filled
             # namespace once the failure is recorded. An admission policy or webhook can
             # be behind a 400/422 too, and may be fixed: remembered for a while only.
             return await self._refuse(
@@ -401,10 +398,8 @@ class Reconciler:
             faults.point("controller-after-namespace-delete")
         except NotFound:
             return
-        except KubeError as exc:
-            if exc.status == 409:  # the UID precondition failed: the name is someone else's now
-                return
-            raise
+        except Conflict:
+            return  # the UID precondition failed: the name is someone else's now
         if meta.uid:
             self._deleting.add(meta.uid)
         GC_DELETIONS.labels(verdict.why).inc()
