@@ -17,7 +17,7 @@ from space_dra.controller.provision import Provisioner, ProvisionerOptions
 from space_dra.controller.reconciler import Reconciler, ReconcilerOptions
 from space_dra.controller.slices import PoolSpec, SlicePublisher
 from space_dra.httpserver import HealthServer
-from space_dra.kube import KubeError, LightkubeAPI, connect
+from space_dra.kube import ControllerAPI, KubeError, connect
 from space_dra.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -45,19 +45,19 @@ def parse_attributes(text: str) -> dict[str, str | int | bool]:
     return attributes
 
 
-def default_pod_api_server(kube: LightkubeAPI) -> str:
+def default_pod_api_server(kube: ControllerAPI) -> str:
     """The URL pods use in-cluster; outside a cluster, the one this client uses."""
     host = os.environ.get("KUBERNETES_SERVICE_HOST")
     port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
     if host:
         return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
-    return str(kube.config.cluster.server)
+    return kube.server
 
 
 class Controller:
     """The controller process: health endpoint, leader election, one term after another."""
 
-    def __init__(self, kube: LightkubeAPI, args: argparse.Namespace) -> None:
+    def __init__(self, kube: ControllerAPI, args: argparse.Namespace) -> None:
         self.kube = kube
         self.args = args
         self.attributes = parse_attributes(args.device_attributes)

@@ -36,7 +36,7 @@ from lightkube.resources.rbac_authorization_v1 import RoleBinding
 from space_dra.config import Settings
 from space_dra.contract import WORKLOAD_SERVICE_ACCOUNT, DeviceRef, ManagementLabels
 from space_dra.controller.ownership import Signer
-from space_dra.kube import Conflict, LightkubeAPI
+from space_dra.kube import Conflict, ControllerAPI
 
 # The alphabet Kubernetes uses for generateName: no vowels, no look-alikes.
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -64,7 +64,7 @@ def random_name(prefix: str) -> str:
 
 
 class Provisioner:
-    def __init__(self, kube: LightkubeAPI, options: ProvisionerOptions, signer: Signer) -> None:
+    def __init__(self, kube: ControllerAPI, options: ProvisionerOptions, signer: Signer) -> None:
         self.kube = kube
         self.options = options
         self.signer = signer

@@ -42,7 +42,7 @@ from space_dra.controller.informer import Informer, Key, key_of
 from space_dra.controller.provision import MANAGED_BY_VALUE, Provisioner, device_label
 from space_dra.controller.status import DeviceOutcome, emit_event, write_status
 from space_dra.controller.workqueue import WorkQueue
-from space_dra.kube import Conflict, Invalid, KubeError, LightkubeAPI, NotFound
+from space_dra.kube import Conflict, ControllerAPI, Invalid, KubeError, NotFound
 from space_dra.logs import log_event
 from space_dra.metrics import (
     FAILURES,
@@ -75,7 +75,7 @@ class ReconcilerOptions:
 
 class Reconciler:
     def __init__(
-        self, kube: LightkubeAPI, provisioner: Provisioner, options: ReconcilerOptions
+        self, kube: ControllerAPI, provisioner: Provisioner, options: ReconcilerOptions
     ) -> None:
         self.kube = kube
         self.provisioner = provisioner
