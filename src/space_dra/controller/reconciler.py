@@ -55,8 +55,6 @@ from space_dra.metrics import (
 
 log = logging.getLogger(__name__)
 
-# How long a rejection by the API server is answered from memory (monotonic seconds).
-REJECTION_MEMORY_SECONDS = 300.0
 # Failure reason recorded on the claim -> (log event, reason of the Warning Event).
 _REFUSAL_REPORTS = {
     "InvalidConfig": ("claim_config_rejected", "InvalidNamespaceConfig"),
@@ -71,6 +69,8 @@ class ReconcilerOptions:
     protected_namespaces: frozenset[str]
     resync_seconds: float = 300.0
     workers: int = 8
+    # How long a rejection by the API server is answered from memory.
+    rejection_memory_seconds: float = 300.0
 
 
 class Reconciler:
@@ -319,7 +319,7 @@ class Reconciler:
                 refusal_key,
                 "Rejected",
                 f"the API server rejected the namespace's objects: {exc}",
-                time.monotonic() + REJECTION_MEMORY_SECONDS,
+                time.monotonic() + self.options.rejection_memory_seconds,
             )
         faults.point("controller-after-namespace-contents")
         PROVISIONED.labels("ok").inc()
