@@ -24,8 +24,9 @@ from space_dra.contract import (
     DeviceState,
     ManagementLabels,
 )
+from space_dra.controller.manifests import namespace_object
 from space_dra.controller.ownership import Signer
-from space_dra.controller.provision import Provisioner, ProvisionerOptions, namespace_object
+from space_dra.controller.provision import ProvisionerOptions
 from space_dra.controller.reconciler import Reconciler, ReconcilerOptions
 from space_dra.kube_memory import MemoryKube
 from tests.support.claims import SERVER
@@ -34,29 +35,30 @@ T = TypeVar("T")
 
 CONTROLLER_NAMESPACE = "space-dra"
 PLUGIN_SERVICE_ACCOUNT = "space-dra/space-dra-kubelet-plugin"
-TOKEN_MINTER_ROLE = "space-dra-token-minter"
+TOKEN_MINTER_ROLE = "test-token-minter"
 SIGNER = Signer(b"k" * 32)
-OPTIONS = ReconcilerOptions(
+PROVISIONING = ProvisionerOptions(
     driver=DEFAULT_DRIVER_NAME,
+    plugin_service_account=PLUGIN_SERVICE_ACCOUNT,
+    token_minter_cluster_role=TOKEN_MINTER_ROLE,
     pod_api_server=SERVER,
+)
+OPTIONS = ReconcilerOptions(
+    provisioning=PROVISIONING,
     protected_namespaces=frozenset({CONTROLLER_NAMESPACE}),
     resync_seconds=3600.0,
     workers=4,
 )
 
 
-def provisioner(kube: MemoryKube) -> Provisioner:
-    return Provisioner(
-        kube,
-        ProvisionerOptions(DEFAULT_DRIVER_NAME, PLUGIN_SERVICE_ACCOUNT, TOKEN_MINTER_ROLE),
-        SIGNER,
-    )
-
-
 @contextlib.asynccontextmanager
-async def running_reconciler(kube: MemoryKube, **changes: Any) -> AsyncIterator[Reconciler]:
+async def running_reconciler(
+    kube: MemoryKube, rejection_memory_seconds: float = 300.0, **changes: Any
+) -> AsyncIterator[Reconciler]:
     """The reconciler running (caches synced, first sweep done) until the block ends."""
-    reconciler = Reconciler(kube, provisioner(kube), replace(OPTIONS, **changes))
+    provisioning = replace(PROVISIONING, rejection_memory_seconds=rejection_memory_seconds)
+    options = replace(OPTIONS, provisioning=provisioning, **changes)
+    reconciler = Reconciler(kube, SIGNER, options)
     task = asyncio.create_task(reconciler.run())
     try:
         await eventually(lambda: reconciler.synced, "caches synced")

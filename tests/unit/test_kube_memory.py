@@ -296,8 +296,8 @@ async def test_put_plays_another_actor_and_a_new_uid_replaces_the_object() -> No
 async def test_tokens_only_for_known_service_accounts() -> None:
     kube = MemoryKube()
     with pytest.raises(Forbidden):
-        await kube.create_token("ns", "space-user", 600)
-    kube.service_accounts.add(("ns", "space-user"))
-    token = await kube.create_token("ns", "space-user", 600)
+        await kube.create_token("ns", "worker", 600)
+    kube.service_accounts.add(("ns", "worker"))
+    token = await kube.create_token("ns", "worker", 600)
     assert token.token.startswith("memtoken.")
-    assert kube.tokens_issued == [("ns", "space-user", 600)]
+    assert kube.tokens_issued == [("ns", "worker", 600)]

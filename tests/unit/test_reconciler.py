@@ -22,31 +22,30 @@ from space_dra.config import SOURCE_CLAIM
 from space_dra.contract import (
     CONDITION_READY,
     DEFAULT_DRIVER_NAME,
-    WORKLOAD_SERVICE_ACCOUNT,
-    ManagementLabels,
-    NamespaceRecord,
-)
-from space_dra.controller.ownership import Signer
-from space_dra.controller.provision import (
     MANAGED_BY_VALUE,
     NETWORK_POLICY_NAME,
     QUOTA_NAME,
     TOKEN_MINTER_BINDING,
     WORKLOAD_BINDING,
+    WORKLOAD_SERVICE_ACCOUNT,
+    ManagementLabels,
+    NamespaceRecord,
+    NamespaceView,
 )
+from space_dra.controller.ownership import Signer
 from space_dra.kube import Conflict, Invalid
 from space_dra.kube_memory import MemoryKube
 from tests.support.claims import SERVER, make_claim, namespace_config, new_uid, ready_device
 from tests.support.controller import (
     CONTROLLER_NAMESPACE,
     PLUGIN_SERVICE_ACCOUNT,
+    SIGNER,
     TOKEN_MINTER_ROLE,
     claim_view,
     device_state,
     events,
     eventually,
     namespaces,
-    provisioner,
     running_reconciler,
     settled,
     signed_namespace,
@@ -86,7 +85,7 @@ async def test_provisions_namespace_contents_record_and_event() -> None:
     assert namespace.metadata.labels[LABELS.managed_by] == MANAGED_BY_VALUE
     assert namespace.metadata.labels[LABELS.claim_uid] == uid
     assert namespace.metadata.labels[LABELS.device] == "space.slot-0"
-    assert provisioner(kube).signature_valid(namespace)
+    assert SIGNER.owns(NamespaceView.of(namespace, LABELS))
 
     inside = record.namespace
     assert [

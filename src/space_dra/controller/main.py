@@ -10,10 +10,11 @@ import signal
 import socket
 from typing import Any
 
+from space_dra.contract import CONTROLLER_NAME
 from space_dra.controller.leader import LeaderElector, LeaseOptions
 from space_dra.controller.options import ControllerOptions, OptionsError
 from space_dra.controller.ownership import Signer, load_signer
-from space_dra.controller.provision import Provisioner, ProvisionerOptions
+from space_dra.controller.provision import ProvisionerOptions
 from space_dra.controller.reconciler import Reconciler, ReconcilerOptions
 from space_dra.controller.slices import PoolSpec, SlicePublisher
 from space_dra.httpserver import HealthServer
@@ -22,7 +23,7 @@ from space_dra.logs import log_event
 
 log = logging.getLogger(__name__)
 
-FIELD_MANAGER = "space-dra-controller"
+FIELD_MANAGER = CONTROLLER_NAME
 
 
 def default_pod_api_server(kube: ControllerAPI) -> str:
@@ -77,19 +78,17 @@ class Controller:
 
     def components(self, signer: Signer) -> tuple[Reconciler, SlicePublisher]:
         options = self.options
-        provisioner = Provisioner(
-            self.kube,
-            ProvisionerOptions(
-                options.driver, options.plugin_service_account, options.token_minter_cluster_role
-            ),
-            signer,
+        provisioning = ProvisionerOptions(
+            driver=options.driver,
+            plugin_service_account=options.plugin_service_account,
+            token_minter_cluster_role=options.token_minter_cluster_role,
+            pod_api_server=self.server,
         )
         reconciler = Reconciler(
             self.kube,
-            provisioner,
+            signer,
             ReconcilerOptions(
-                driver=options.driver,
-                pod_api_server=self.server,
+                provisioning=provisioning,
                 protected_namespaces=options.protected,
                 resync_seconds=options.resync_seconds,
                 workers=options.workers,

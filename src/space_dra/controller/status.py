@@ -23,6 +23,7 @@ from lightkube.resources.resource_v1 import ResourceClaim, ResourceClaimStatus
 from space_dra.contract import (
     CONDITION_FAILED,
     CONDITION_READY,
+    CONTROLLER_NAME,
     ClaimView,
     DeviceRef,
     NamespaceRecord,
@@ -32,7 +33,7 @@ from space_dra.logs import log_event
 
 log = logging.getLogger(__name__)
 
-COMPONENT = "space-dra-controller"
+COMPONENT = CONTROLLER_NAME
 
 
 @dataclass(frozen=True)

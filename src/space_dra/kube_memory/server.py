@@ -28,89 +28,39 @@ from __future__ import annotations
 import asyncio
 import copy
 import secrets
-import string
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from lightkube.core import resource as lkr
 from lightkube.resources.core_v1 import ServiceAccount
 from lightkube.resources.resource_v1 import ResourceClaim
 
 from space_dra.kube import Conflict, Forbidden, Gone, Invalid, IssuedToken, KubeError, NotFound
+from space_dra.kube_memory.objects import (
+    META_FIELDS,
+    SUFFIX_ALPHABET,
+    Data,
+    Key,
+    Kind,
+    R,
+    as_data,
+    check_uid,
+    key_of,
+    kind_of,
+    matches,
+    merge_status,
+    namespaced,
+    now,
+    plural,
+    typed,
+)
+from space_dra.kube_memory.watch import Watch
 
-R = TypeVar("R", bound=lkr.Resource)
-Kind = tuple[str, str]  # (API group, kind)
-Key = tuple[str, str]  # (namespace or "", name)
-Data = dict[str, Any]
 AdmissionHook = Callable[[str, Any], None]
 """(verb, object about to be stored): may change the object, or raise a KubeError."""
-
-_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
-_META_FIELDS = ("apiVersion", "kind", "metadata")
-
-
-def _kind(res: type[lkr.Resource]) -> Kind:
-    info = res._api_info
-    definition = info.parent or info.resource
-    return (definition.group, definition.kind)
-
-
-def _namespaced(res: type[lkr.Resource]) -> bool:
-    return issubclass(res, (lkr.NamespacedResource, lkr.NamespacedSubResource))
-
-
-def _data(obj: lkr.Resource) -> Data:
-    """A private copy of ``obj`` as plain data."""
-    return copy.deepcopy(cast("Data", obj.to_dict()))  # type: ignore[attr-defined]
-
-
-def _typed(res: type[R], data: Data) -> R:
-    return cast("R", res.from_dict(copy.deepcopy(data)))  # type: ignore[attr-defined]
-
-
-def _lookup(data: Data, path: str) -> Any:
-    value: Any = data
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def _matches(
-    data: Data | None, labels: Mapping[str, str] | None, fields: Mapping[str, str] | None
-) -> bool:
-    if data is None:
-        return False
-    have = data.get("metadata", {}).get("labels") or {}
-    if any(have.get(key) != value for key, value in (labels or {}).items()):
-        return False
-    return all(str(_lookup(data, path)) == value for path, value in (fields or {}).items())
-
-
-@dataclass
-class _Watch:
-    kind: Kind
-    labels: Mapping[str, str] | None
-    fields: Mapping[str, str] | None
-    events: asyncio.Queue[tuple[str, Data] | KubeError | None] = field(
-        default_factory=asyncio.Queue
-    )
-
-    def offer(self, before: Data | None, after: Data | None, deleted: bool) -> None:
-        """Queue what this watch sees of one write: objects entering or leaving its
-        selectors are ADDED or DELETED, as the API server reports them."""
-        was = _matches(before, self.labels, self.fields)
-        now = not deleted and _matches(after, self.labels, self.fields)
-        if after is None:
-            return
-        if was and now:
-            self.events.put_nowait(("MODIFIED", after))
-        elif now:
-            self.events.put_nowait(("ADDED", after))
-        elif was:
-            self.events.put_nowait(("DELETED", after))
 
 
 @dataclass
@@ -129,11 +79,11 @@ class MemoryKube:
         # (resourceVersion, kind, before, after, deleted) of every write since compaction.
         self._history: list[tuple[int, Kind, Data | None, Data, bool]] = []
         self._compacted = 0
-        self._watches: list[_Watch] = []
+        self._watches: list[Watch] = []
         self._faults: list[_Fault] = []
         self._admission: dict[Kind, list[AdmissionHook]] = {}
         # The plugin's view: claims by (namespace, name), ServiceAccounts it may mint for.
-        self.claims = self._bucket(_kind(ResourceClaim))
+        self.claims = self._bucket(kind_of(ResourceClaim))
         self.service_accounts: set[tuple[str, str]] = set()
         self.tokens_issued: list[tuple[str, str, int]] = []
         self.calls: list[str] = []
@@ -147,20 +97,20 @@ class MemoryKube:
     def put(self, obj: lkr.Resource) -> None:
         """Store ``obj`` as another actor would (a user, the scheduler): no admission,
         no injected faults; it keeps its UID (one is assigned if it has none)."""
-        res, data = type(obj), _data(obj)
+        res, data = type(obj), as_data(obj)
         meta = data.setdefault("metadata", {})
         key = (meta.get("namespace") or "", meta.get("name") or "")
-        before = self._bucket(_kind(res)).get(key)
+        before = self._bucket(kind_of(res)).get(key)
         if (
             before is not None
             and meta.get("uid", before["metadata"]["uid"]) != before["metadata"]["uid"]
         ):
             # Another object under the same name: the old one was deleted first.
-            self._remove(_kind(res), key)
+            self._remove(kind_of(res), key)
             before = None
         meta.setdefault("uid", before["metadata"]["uid"] if before else str(uuid.uuid4()))
         meta.setdefault(
-            "creationTimestamp", before["metadata"]["creationTimestamp"] if before else _now()
+            "creationTimestamp", before["metadata"]["creationTimestamp"] if before else now()
         )
         self._store(res, key, before, data)
 
@@ -169,8 +119,8 @@ class MemoryKube:
 
     def stored(self, res: type[R]) -> list[R]:
         """Every object of a kind, as the API server holds it now."""
-        bucket = self._bucket(_kind(res))
-        return [_typed(res, bucket[key]) for key in sorted(bucket)]
+        bucket = self._bucket(kind_of(res))
+        return [typed(res, bucket[key]) for key in sorted(bucket)]
 
     def fail_next(
         self,
@@ -188,7 +138,7 @@ class MemoryKube:
 
     def admit(self, res: type[lkr.Resource], hook: AdmissionHook) -> None:
         """Run ``hook`` on every create, replace and apply of ``res``'s kind."""
-        self._admission.setdefault(_kind(res), []).append(hook)
+        self._admission.setdefault(kind_of(res), []).append(hook)
 
     def compact(self) -> None:
         """Forget the write history: a watch from an older resourceVersion gets Gone."""
@@ -204,14 +154,14 @@ class MemoryKube:
 
     async def get_claim(self, namespace: str, name: str) -> ResourceClaim:
         await self._enter("get", ResourceClaim, "get_claim")
-        return _typed(ResourceClaim, self._existing(ResourceClaim, namespace, name))
+        return typed(ResourceClaim, self._existing(ResourceClaim, namespace, name))
 
     async def create_token(
         self, namespace: str, service_account: str, expiration_seconds: int
     ) -> IssuedToken:
         await self._enter("create_token", ServiceAccount, "create_token")
         known = (namespace, service_account) in self.service_accounts
-        if not known and (namespace, service_account) not in self._bucket(_kind(ServiceAccount)):
+        if not known and (namespace, service_account) not in self._bucket(kind_of(ServiceAccount)):
             raise Forbidden(
                 f"cannot create token for {namespace}/{service_account}", 403, "Forbidden"
             )
@@ -225,7 +175,7 @@ class MemoryKube:
 
     async def get(self, res: type[R], name: str, namespace: str | None = None) -> R:
         await self._enter("get", res)
-        return _typed(res, self._existing(res, namespace, name))
+        return typed(res, self._existing(res, namespace, name))
 
     async def list(
         self,
@@ -235,11 +185,11 @@ class MemoryKube:
         fields: Mapping[str, str] | None = None,
     ) -> tuple[list[R], str]:
         await self._enter("list", res)
-        bucket = self._bucket(_kind(res))
+        bucket = self._bucket(kind_of(res))
         items = [
-            _typed(res, bucket[key])
+            typed(res, bucket[key])
             for key in sorted(bucket)
-            if _matches(bucket[key], labels, fields)
+            if matches(bucket[key], labels, fields)
         ]
         return items, str(self._version)
 
@@ -256,7 +206,7 @@ class MemoryKube:
         if since < self._compacted:
             raise Gone(f"too old resource version: {since} ({self._compacted})", 410, "Expired")
         # Replay and subscribe with no await in between, so no write falls in a gap.
-        watch = _Watch(_kind(res), labels, fields)
+        watch = Watch(kind_of(res), labels, fields)
         for version, kind, before, after, deleted in self._history:
             if version > since and kind == watch.kind:
                 watch.offer(before, after, deleted)
@@ -269,7 +219,7 @@ class MemoryKube:
                 if isinstance(item, KubeError):
                     raise item
                 event, data = item
-                yield event, _typed(res, data)
+                yield event, typed(res, data)
         finally:
             self._watches.remove(watch)
 
@@ -279,7 +229,7 @@ class MemoryKube:
         data = self._admitted("create", obj)
         meta = data.setdefault("metadata", {})
         namespace = self._scope(res, meta.get("namespace"))
-        bucket = self._bucket(_kind(res))
+        bucket = self._bucket(kind_of(res))
         name = meta.get("name") or ""
         if not name:
             prefix = meta.get("generateName")
@@ -289,12 +239,12 @@ class MemoryKube:
                     422,
                     "Invalid",
                 )
-            name = prefix + "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
+            name = prefix + "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(5))
         if (namespace, name) in bucket:
-            raise Conflict(f'{_plural(res)} "{name}" already exists', 409, "AlreadyExists")
-        meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=_now())
+            raise Conflict(f'{plural(res)} "{name}" already exists', 409, "AlreadyExists")
+        meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=now())
         meta.pop("deletionTimestamp", None)
-        return _typed(res, self._store(res, (namespace, name), None, data))
+        return typed(res, self._store(res, (namespace, name), None, data))
 
     async def replace(self, obj: R) -> R:
         res = type(obj)
@@ -306,16 +256,16 @@ class MemoryKube:
         version = meta.get("resourceVersion")
         if version and version != current_meta["resourceVersion"]:
             raise Conflict(
-                f'Operation cannot be fulfilled on {_plural(res)} "{meta["name"]}": '
+                f'Operation cannot be fulfilled on {plural(res)} "{meta["name"]}": '
                 "the object has been modified; please apply your changes to the latest version",
                 409,
                 "Conflict",
             )
-        _check_uid(meta.get("uid"), current_meta["uid"], precondition=True)
+        check_uid(meta.get("uid"), current_meta["uid"], precondition=True)
         for kept in ("uid", "creationTimestamp", "deletionTimestamp"):
             if kept in current_meta:
                 meta[kept] = current_meta[kept]
-        return _typed(res, self._store(res, _key(current), current, data))
+        return typed(res, self._store(res, key_of(current), current, data))
 
     async def apply(self, obj: R, *, name: str | None = None, namespace: str | None = None) -> R:
         res = type(obj)
@@ -327,40 +277,40 @@ class MemoryKube:
             raise Invalid(f"apply {res.__name__}: metadata.name is required", 422, "Invalid")
         status_only = res._api_info.action == "status"
         key = (self._scope(res, namespace or meta.get("namespace")), name)
-        current = self._bucket(_kind(res)).get(key)
+        current = self._bucket(kind_of(res)).get(key)
         if current is None:
             if status_only:
-                raise NotFound(f'{_plural(res)} "{name}" not found', 404, "NotFound")
-            meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=_now())
-            return _typed(res, self._store(res, key, None, data))
-        _check_uid(meta.get("uid"), current["metadata"]["uid"], precondition=False)
+                raise NotFound(f'{plural(res)} "{name}" not found', 404, "NotFound")
+            meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=now())
+            return typed(res, self._store(res, key, None, data))
+        check_uid(meta.get("uid"), current["metadata"]["uid"], precondition=False)
         merged = copy.deepcopy(current)
         if status_only:
-            merged["status"] = _merge_status(current.get("status") or {}, data.get("status") or {})
+            merged["status"] = merge_status(current.get("status") or {}, data.get("status") or {})
         else:
-            merged.update({k: v for k, v in data.items() if k not in _META_FIELDS})
+            merged.update({k: v for k, v in data.items() if k not in META_FIELDS})
             for part in ("labels", "annotations"):
                 if meta.get(part):
                     merged["metadata"][part] = {**merged["metadata"].get(part, {}), **meta[part]}
             if "ownerReferences" in meta:
                 merged["metadata"]["ownerReferences"] = meta["ownerReferences"]
         if merged == current:
-            return _typed(res, current)  # a no-op apply writes nothing, as the server's
-        return _typed(res, self._store(res, key, current, merged))
+            return typed(res, current)  # a no-op apply writes nothing, as the server's
+        return typed(res, self._store(res, key, current, merged))
 
     async def delete(
         self, res: type[R], name: str, namespace: str | None = None, *, uid: str | None = None
     ) -> None:
         await self._enter("delete", res)
         current = self._existing(res, namespace, name)
-        _check_uid(uid, current["metadata"]["uid"], precondition=True)
+        check_uid(uid, current["metadata"]["uid"], precondition=True)
         if current["metadata"].get("finalizers"):
             if not current["metadata"].get("deletionTimestamp"):
                 marked = copy.deepcopy(current)
-                marked["metadata"]["deletionTimestamp"] = _now()
-                self._store(res, _key(current), current, marked)
+                marked["metadata"]["deletionTimestamp"] = now()
+                self._store(res, key_of(current), current, marked)
             return
-        self._remove(_kind(res), _key(current))
+        self._remove(kind_of(res), key_of(current))
 
     # -- the store -----------------------------------------------------------------------
 
@@ -375,43 +325,43 @@ class MemoryKube:
         await asyncio.sleep(0)  # a real call yields to the event loop
 
     def _admitted(self, verb: str, obj: lkr.Resource) -> Data:
-        data = _data(obj)
-        hooks = self._admission.get(_kind(type(obj)), [])
+        data = as_data(obj)
+        hooks = self._admission.get(kind_of(type(obj)), [])
         if not hooks:
             return data
-        mutable = _typed(type(obj), data)
+        mutable = typed(type(obj), data)
         for hook in hooks:
             hook(verb, mutable)
-        return _data(mutable)
+        return as_data(mutable)
 
     def _bucket(self, kind: Kind) -> dict[Key, Data]:
         return self._objects.setdefault(kind, {})
 
     def _scope(self, res: type[lkr.Resource], namespace: str | None) -> str:
-        if not _namespaced(res):
+        if not namespaced(res):
             return ""
         if not namespace:
             raise Invalid(f"{res.__name__}: metadata.namespace is required", 422, "Invalid")
         return namespace
 
     def _existing(self, res: type[lkr.Resource], namespace: str | None, name: str) -> Data:
-        found = self._bucket(_kind(res)).get((namespace or "", name))
+        found = self._bucket(kind_of(res)).get((namespace or "", name))
         if found is None:
-            raise NotFound(f'{_plural(res)} "{name}" not found', 404, "NotFound")
+            raise NotFound(f'{plural(res)} "{name}" not found', 404, "NotFound")
         return found
 
     def _store(self, res: type[lkr.Resource], key: Key, before: Data | None, data: Data) -> Data:
         meta = data["metadata"]
         deleting = before is not None and before["metadata"].get("deletionTimestamp")
         if deleting and not meta.get("finalizers"):
-            self._remove(_kind(res), key)  # the last finalizer is gone
+            self._remove(kind_of(res), key)  # the last finalizer is gone
             return data
         self._version += 1
         meta.update(resourceVersion=str(self._version), name=key[1])
         if key[0]:
             meta["namespace"] = key[0]
-        self._bucket(_kind(res))[key] = data
-        self._record(_kind(res), before, data, deleted=False)
+        self._bucket(kind_of(res))[key] = data
+        self._record(kind_of(res), before, data, deleted=False)
         return data
 
     def _remove(self, kind: Kind, key: Key) -> None:
@@ -430,37 +380,3 @@ class MemoryKube:
         for watch in self._watches:
             if watch.kind == kind:
                 watch.offer(before, after, deleted)
-
-
-def _merge_status(current: Data, applied: Data) -> Data:
-    merged = dict(current)
-    for name, value in applied.items():
-        if name == "devices":
-            drivers = {entry.get("driver") for entry in value}
-            kept = [d for d in current.get("devices") or [] if d.get("driver") not in drivers]
-            merged["devices"] = kept + value
-        else:
-            merged[name] = value
-    return merged
-
-
-def _check_uid(wanted: str | None, actual: str, precondition: bool) -> None:
-    """A UID in a delete's preconditions fails as a 409; in an applied body, as a 422."""
-    if not wanted or wanted == actual:
-        return
-    message = f"Precondition failed: UID in precondition: {wanted}, UID in object meta: {actual}"
-    if precondition:
-        raise Conflict(message, 409, "Conflict")
-    raise Invalid(f"metadata.uid: field is immutable ({message})", 422, "Invalid")
-
-
-def _key(data: Data) -> Key:
-    return (data["metadata"].get("namespace") or "", data["metadata"]["name"])
-
-
-def _plural(res: type[lkr.Resource]) -> str:
-    return res._api_info.plural
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
