@@ -33,7 +33,7 @@ from space_dra.contract import (
     NamespaceView,
 )
 from space_dra.controller.ownership import Signer
-from space_dra.kube import Conflict, Invalid
+from space_dra.kube import Conflict, Invalid, KubeError
 from space_dra.kube_memory import MemoryKube
 from tests.support.claims import SERVER, make_claim, namespace_config, new_uid, ready_device
 from tests.support.controller import (
@@ -375,3 +375,55 @@ async def test_the_periodic_sweep_finds_orphans_that_appear_later() -> None:
     async with running_reconciler(kube, resync_seconds=0.1):
         kube.put(signed_namespace("ephemeral-ns-late", new_uid()))
         await eventually(lambda: namespaces(kube) == {}, "late orphan deleted")
+
+
+def blind(kube: MemoryKube, res: Any) -> None:
+    """Stop the controller's watch of ``res`` for good: its cache no longer follows."""
+    kube.fail_next("list", res, times=10_000)
+    kube.end_watches(KubeError("connection reset by peer"), res)
+
+
+async def test_a_namespace_the_cache_has_not_seen_is_adopted_on_retry() -> None:
+    kube = MemoryKube()
+    async with running_reconciler(kube) as reconciler:
+        blind(kube, Namespace)
+        kube.fail_next("apply", ResourceClaimStatus)  # the first attempt fails late
+        kube.put(make_claim(new_uid()))
+        record = await ready(kube)
+        assert len(reconciler.namespaces) == 0, "the cache never saw the namespace"
+    assert kube.calls.count("create Namespace") == 1
+    assert list(namespaces(kube)) == [record.namespace]
+
+
+async def test_a_namespace_already_being_deleted_is_not_deleted_again() -> None:
+    kube = MemoryKube()
+    uid = new_uid()
+
+    def terminate_slowly(verb: str, namespace: Any) -> None:
+        namespace.metadata.finalizers = ["kubernetes"]  # Terminating until the test is over
+
+    kube.admit(Namespace, terminate_slowly)
+    async with running_reconciler(kube) as reconciler:
+        name = await provisioned(kube, uid)
+        blind(kube, Namespace)
+        kube.put(make_claim(uid, allocated=False))
+        await eventually(lambda: "delete Namespace" in kube.calls, "the namespace deleted")
+        reconciler.queue.add(("default", "test-claim"))  # the cache still shows it Active
+        await settled(reconciler)
+    assert namespaces(kube)[name].metadata.deletionTimestamp is not None  # type: ignore[union-attr]
+    assert kube.calls.count("delete Namespace") == 1
+
+
+async def test_a_claim_deleted_while_its_status_is_written_is_undone_at_once() -> None:
+    kube = MemoryKube()
+
+    def delete_claim_unseen(verb: str, body: Any) -> None:
+        blind(kube, ResourceClaim)  # only the failed write tells the controller
+        kube.remove(ResourceClaim, "test-claim", "default")
+
+    kube.admit(ResourceClaimStatus, delete_claim_unseen)
+    async with running_reconciler(kube) as reconciler:
+        kube.put(make_claim(new_uid()))
+        await eventually(lambda: "create Namespace" in kube.calls, "a namespace created")
+        await eventually(lambda: namespaces(kube) == {}, "the namespace deleted")
+        assert ("default", "test-claim") in reconciler.claims.cache, "the watch never told"

@@ -117,6 +117,12 @@ class MemoryKube:
     def put_claim(self, claim: ResourceClaim) -> None:
         self.put(claim)
 
+    def remove(self, res: type[lkr.Resource], name: str, namespace: str | None = None) -> None:
+        """Delete as another actor would: at once, no finalizers, no injected faults."""
+        key = (namespace or "", name)
+        if key in self._bucket(kind_of(res)):
+            self._remove(kind_of(res), key)
+
     def stored(self, res: type[R]) -> list[R]:
         """Every object of a kind, as the API server holds it now."""
         bucket = self._bucket(kind_of(res))
@@ -145,10 +151,14 @@ class MemoryKube:
         self._history.clear()
         self._compacted = self._version
 
-    def end_watches(self, error: KubeError | None = None) -> None:
-        """End every open watch, raising ``error`` in it (quietly when None)."""
+    def end_watches(
+        self, error: KubeError | None = None, res: type[lkr.Resource] | None = None
+    ) -> None:
+        """End every open watch (of ``res``'s kind), raising ``error`` in it (quietly
+        when None)."""
         for watch in self._watches:
-            watch.events.put_nowait(error)
+            if res is None or watch.kind == kind_of(res):
+                watch.events.put_nowait(error)
 
     # -- KubeAPI -----------------------------------------------------------------------
 
