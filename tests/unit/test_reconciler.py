@@ -22,6 +22,7 @@ from space_dra.config import SOURCE_CLAIM
 from space_dra.contract import (
     CONDITION_READY,
     DEFAULT_DRIVER_NAME,
+    LIMITS_NAME,
     MANAGED_BY_VALUE,
     NETWORK_POLICY_NAME,
     QUOTA_NAME,
@@ -112,6 +113,20 @@ async def test_provisions_namespace_contents_record_and_event() -> None:
     assert event.involvedObject.uid == uid
     conditions = claim_view(kube).claim.status.devices[0].conditions  # type: ignore[union-attr,index]
     assert {(c.type, c.status) for c in conditions or []} >= {(CONDITION_READY, "True")}
+
+
+async def test_a_limit_range_is_made_only_when_asked_for() -> None:
+    kube = MemoryKube()
+    limits = {"max": {"cpu": "1"}, "default": {"cpu": "500m"}}
+    async with running_reconciler(kube):
+        kube.put(make_claim(new_uid(), configs=claim_config(limitRange=limits)))
+        record = await ready(kube)
+    [limit_range] = kube.stored(LimitRange)
+    assert limit_range.metadata and limit_range.metadata.namespace == record.namespace
+    assert limit_range.metadata.name == LIMITS_NAME
+    [item] = limit_range.spec.limits if limit_range.spec else []
+    assert (item.type, item.max, item.default) == ("Container", {"cpu": "1"}, {"cpu": "500m"})
+    assert kube.stored(ResourceQuota) == [] and kube.stored(NetworkPolicy) == []
 
 
 async def test_every_device_gets_its_own_namespace() -> None:
