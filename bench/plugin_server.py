@@ -15,8 +15,9 @@ from pathlib import Path
 from space_dra import logs
 from space_dra.contract import DEFAULT_DRIVER_NAME, WORKLOAD_SERVICE_ACCOUNT
 from space_dra.kube_memory import MemoryKube
-from space_dra.plugin.driver import DriverOptions
-from space_dra.plugin.server import PluginOptions, PluginServer, run_until_signalled
+from space_dra.kubeletplugin import run_until_signalled
+from space_dra.plugin.options import DriverOptions
+from space_dra.plugin.server import PluginOptions, PluginServer
 from tests.support.claims import make_claim, ready_device
 
 
