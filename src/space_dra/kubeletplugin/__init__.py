@@ -106,10 +106,17 @@ from space_dra.kubeletplugin.api import (
 from space_dra.kubeletplugin.cdi import CDIDevice, CDIError, CDISpecs, Mount
 from space_dra.kubeletplugin.checkpoint import Checkpoint, CheckpointCorrupt, Codec, GroupCommit
 from space_dra.kubeletplugin.helper import KubeletPlugin, Options, run_until_signalled
-from space_dra.kubeletplugin.sockets import SocketPaths, socket_paths
+from space_dra.kubeletplugin.sockets import (
+    KUBELET_PLUGINS_DIR,
+    KUBELET_REGISTRY_DIR,
+    SocketPaths,
+    socket_paths,
+)
 from space_dra.kubeletplugin.sync import ChangeSignal, ClaimLocks
 
 __all__ = [
+    "KUBELET_PLUGINS_DIR",
+    "KUBELET_REGISTRY_DIR",
     "CDIDevice",
     "CDIError",
     "CDISpecs",
