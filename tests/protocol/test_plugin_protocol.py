@@ -645,4 +645,6 @@ async def test_per_claim_locks_do_not_accumulate(harness: Harness) -> None:
     unknown = [("default", f"x{i}", new_uid()) for i in range(50)]
     await harness.kubelet.prepare(("default", "test-claim", good), *unknown)
     await harness.kubelet.unprepare(("default", "test-claim", good), *unknown)
+    # The refresh loop must take the very locks the layer serialises prepares with.
+    assert harness.server.kubelet.claim_locks is harness.server.driver.claim_locks
     assert len(harness.server.driver.claim_locks) == 0
