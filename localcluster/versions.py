@@ -106,7 +106,7 @@ HOST_PACKAGES: dict[str, str] = {
     "gcc": "gcc",
     "strip": "binutils",
     "nsenter": "util-linux",
-    # The driver image build (driverimage.py): private mount namespace, ELF dependency check.
+    # The driver image build (driverimage/): private mount namespace, ELF dependency check.
     "unshare": "util-linux",
     "readelf": "binutils",
 }
