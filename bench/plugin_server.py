@@ -3,7 +3,7 @@
 Started by ``bench/plugin_roundtrip.py`` so the plugin runs in its own process
 (its RSS and CPU are its own), with N ready claims whose UIDs are derived from
 their index: ``uid(i)``. ``--driver twin`` runs the twin driver
-(``bench/twin_driver.py``) instead of the namespace driver, on the same claims.
+(``bench/twin_driver_core.py``) instead of the namespace driver, on the same claims.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import asyncio
 import logging
 from pathlib import Path
 
-from bench.twin_driver import DEFAULT_DRIVER_NAME as TWIN_DRIVER_NAME
-from bench.twin_driver import TwinOptions, TwinPlugin
+from bench.twin_driver import TwinPlugin
+from bench.twin_driver_core import DEFAULT_DRIVER_NAME as TWIN_DRIVER_NAME
+from bench.twin_driver_core import TwinOptions
 from space_dra import kubeletplugin, logs
 from space_dra.contract import DEFAULT_DRIVER_NAME, WORKLOAD_SERVICE_ACCOUNT
 from space_dra.kube_memory import MemoryKube

@@ -1,32 +1,13 @@
-"""A second DRA driver on ``space_dra.kubeletplugin``: our node-side work without namespaces.
+"""Run the twin driver (``bench/twin_driver_core.py``) as a kubelet plugin on a node.
 
-It exists for two reasons. It is the Python side of the comparison with a Go driver
-built on ``k8s.io/dynamic-resource-allocation/kubeletplugin``: both do exactly the work
-below, so the difference is the language and the helper, not the job. And it shows
-what the layer leaves to a driver: this file is the whole driver.
+    python -m bench.twin_driver --node-name "$NODE_NAME"      # every flag: --help
 
-Per claim, in ``NodePrepareResources`` (each claim alone, under its lock):
-
-1. GET the ResourceClaim; refuse it when it is missing, not allocated, or replaced
-   (another UID), as the Go helper does before calling its driver.
-2. For each device of this driver in the allocation (``i`` of ``n``), the same layout
-   as the namespace driver (:func:`space_dra.naming.device_layout`): a directory
-   ``<artifact-dir>/<uid>`` (``<uid>-<i>`` when ``n`` > 1) holding four small files,
-   ``kubeconfig``, ``token`` (64 random hex characters), ``ca.crt`` and ``namespace``
-   (the claim's namespace), each written to a temporary name and renamed.
-3. One CDI spec ``<cdi-dir>/<driver>-<uid>.json`` of kind ``<driver>/claim``; each
-   device sets ``DRA_RESOURCE_DRIVER_NAME``, ``<P>_CLUSTER`` (``--server``),
-   ``<P>_NAMESPACE`` and ``<P>_KUBECONFIG``, where ``<P>`` comes from the claim's name
-   (``test-claim`` -> ``TEST_CLAIM``, ``TEST_CLAIM_<i>`` with several devices), and
-   bind-mounts its directory read-only at ``/etc/<claim-name>`` (``-<i>``).
-4. A checkpoint entry (one write shared by concurrent claims), then the CDI device IDs.
-
-A claim already in the checkpoint is answered from it, without the API server,
-re-creating its spec or files if they went missing. ``NodeUnprepareResources`` removes
-the spec, the directories and the entry; an unknown claim is fine. There is no token to
-mint, no controller to wait for and no health stream.
-
-    python -m bench.twin_driver --node-name "$NODE_NAME"      # flags: --help
+Like the Go baseline (``bench/gobaseline``), it publishes its node's pool itself (one
+ResourceSlice, ``--devices`` devices ``slot-<i>``, pool named after the node), so a
+DeviceClass selecting ``twin.bench.space.example.com`` gives claims to it; the kubelet
+protocol layer does not publish. Its ServiceAccount needs ``get`` on resourceclaims and
+``create``/``patch`` on resourceslices, and the pod the kubelet's ``plugins`` and
+``plugins_registry`` directories, ``/var/run/cdi`` and the artifact directory.
 """
 
 from __future__ import annotations
@@ -35,246 +16,61 @@ import argparse
 import asyncio
 import logging
 import os
-import secrets
-import shutil
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.models.resource_v1 import Device, ResourcePool, ResourceSliceSpec
+from lightkube.resources.resource_v1 import ResourceSlice
+
+from bench.twin_driver_core import DEFAULT_DRIVER_NAME, TwinDriver, TwinOptions
 from space_dra import kubeletplugin as kp
 from space_dra import logs
-from space_dra.config import Settings
-from space_dra.contract import ClaimView
-from space_dra.kube import KubeAPI, KubeError, NotFound, connect
-from space_dra.naming import DeviceLayout, NamingError, device_layout, owned_artifact_names
+from space_dra.kube import KubeAPI, connect
 
 log = logging.getLogger("bench.twin_driver")
 
-DEFAULT_DRIVER_NAME = "twin.bench.space.example.com"
-CDI_CLASS = "claim"
-FILES = ("kubeconfig", "token", "ca.crt", "namespace")
-CA_PEM = b"-----BEGIN CERTIFICATE-----\nMIIBtwin\n-----END CERTIFICATE-----\n"
+# The most devices one ResourceSlice may list (resource.k8s.io/v1).
+MAX_DEVICES = 128
 
 
-@dataclass(frozen=True)
-class TwinOptions:
-    driver_name: str
-    cdi_dir: Path
-    artifact_dir: Path
-    checkpoint_path: Path
-    server: str = "https://kubernetes.default.svc"
-
-
-@dataclass(frozen=True)
-class TwinDevice:
-    request: str
-    pool: str
-    device: str
-    share_id: str | None
-    layout: DeviceLayout
-
-
-@dataclass(frozen=True)
-class TwinClaim:
-    """The checkpoint entry of one prepared claim."""
-
-    namespace: str
-    name: str
-    devices: tuple[TwinDevice, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, _uid: str, data: Mapping[str, Any]) -> TwinClaim:
-        devices = [{**d, "layout": DeviceLayout(**d["layout"])} for d in data["devices"]]
-        return cls(data["namespace"], data["name"], tuple(TwinDevice(**d) for d in devices))
-
-
-class TwinDriver:
-    """The driver: the layer's two callbacks, nothing else."""
-
-    def __init__(self, kube: KubeAPI, options: TwinOptions) -> None:
-        self.kube = kube
-        self.options = options
-        self.cdi = kp.CDISpecs(options.cdi_dir, options.driver_name, CDI_CLASS)
-        self.checkpoint = kp.Checkpoint(
-            options.checkpoint_path, kp.Codec(TwinClaim.to_json, TwinClaim.from_json)
-        )
-        self.commits = kp.GroupCommit(self.checkpoint)
-        self.prepared: dict[str, TwinClaim] = {}
-
-    def recover(self) -> None:
-        """Load the checkpoint (an unreadable one is moved aside) and restore lost specs."""
-        try:
-            self.prepared = self.checkpoint.load()
-        except kp.CheckpointCorrupt as exc:
-            logs.log_event(log, logging.ERROR, "checkpoint_corrupt", error=str(exc))
-        for uid, claim in self.prepared.items():
-            if not self.cdi.exists(uid):
-                self._write_spec(uid, claim)
-
-    async def prepare_resource_claims(
-        self, claims: Sequence[kp.Claim]
-    ) -> dict[str, kp.PrepareResult]:
-        results: dict[str, kp.PrepareResult] = {}
-        for claim in claims:
-            try:
-                results[claim.uid] = await self._prepare(claim)
-            except kp.ClaimError as exc:
-                results[claim.uid] = exc
-        return results
-
-    async def _prepare(self, claim: kp.Claim) -> list[kp.Device]:
-        known = self.prepared.get(claim.uid)
-        if known is not None and (known.namespace, known.name) == (claim.namespace, claim.name):
-            self._repair(claim.uid, known)
-            return self._response(known)
-        prepared = TwinClaim(claim.namespace, claim.name, await self._plan(claim))
-        try:
-            for device in prepared.devices:
-                self._write_files(claim.namespace, device.layout)
-            self._write_spec(claim.uid, prepared)
-            self.prepared = await self.commits.apply(
-                lambda entries: entries.__setitem__(claim.uid, prepared)
-            )
-        except OSError as exc:
-            self._remove(claim.uid, prepared)
-            raise kp.ClaimError(f"claim {claim.uid}: writing files failed: {exc}") from None
-        return self._response(prepared)
-
-    async def _plan(self, claim: kp.Claim) -> tuple[TwinDevice, ...]:
-        try:
-            view = ClaimView(
-                await self.kube.get_claim(claim.namespace, claim.name), self.options.driver_name
-            )
-        except NotFound:
-            raise kp.ClaimError(
-                f"claim {claim.uid}: ResourceClaim {claim.display} not found"
-            ) from None
-        except KubeError as exc:
-            raise kp.ClaimError(f"claim {claim.uid}: {exc}") from None
-        if view.uid != claim.uid:
-            raise kp.ClaimError(f"claim {claim.uid}: ResourceClaim {claim.display} was replaced")
-        if not view.allocated:
-            raise kp.ClaimError(
-                f"claim {claim.uid}: ResourceClaim {claim.display} is not allocated"
-            )
-        refs = view.our_devices()
-        if not refs:
-            raise kp.ClaimError(
-                f"claim {claim.uid}: no device of driver {self.options.driver_name} is allocated"
-            )
-        try:
-            return tuple(
-                TwinDevice(
-                    ref.request,
-                    ref.pool,
-                    ref.device,
-                    ref.share_id,
-                    device_layout(claim.uid, view.display_name, i, len(refs), Settings()),
-                )
-                for i, ref in enumerate(refs)
-            )
-        except NamingError as exc:
-            raise kp.ClaimError(f"claim {claim.uid}: {exc}") from None
-
-    def _write_files(self, namespace: str, layout: DeviceLayout) -> None:
-        directory = self.options.artifact_dir / layout.artifact_dir_name
-        directory.mkdir(parents=True, exist_ok=True)
-        contents = {
-            "kubeconfig": (
-                f"apiVersion: v1\nkind: Config\nclusters:\n- name: twin\n  cluster:\n"
-                f"    server: {self.options.server}\nusers:\n- name: twin\n  user:\n"
-                f"    tokenFile: {layout.mount_path}/token\ncontexts:\n- name: twin\n"
-                f"  context: {{cluster: twin, user: twin, namespace: {namespace}}}\n"
-                "current-context: twin\n"
-            ).encode(),
-            "token": secrets.token_hex(32).encode(),
-            "ca.crt": CA_PEM,
-            "namespace": namespace.encode(),
-        }
-        for name, content in contents.items():
-            staging = directory / f".{name}.tmp"
-            staging.write_bytes(content)
-            staging.chmod(0o644)
-            staging.rename(directory / name)
-
-    def _write_spec(self, uid: str, claim: TwinClaim) -> None:
-        self.cdi.write(
-            uid,
-            [
-                kp.CDIDevice(
-                    name=d.layout.cdi_device_name,
-                    env=d.layout.env(
-                        self.options.driver_name, claim.namespace, self.options.server
-                    ),
-                    mounts=[
-                        kp.Mount(
-                            str(self.options.artifact_dir / d.layout.artifact_dir_name),
-                            d.layout.mount_path,
-                        )
-                    ],
-                )
-                for d in claim.devices
-            ],
-        )
-
-    def _repair(self, uid: str, claim: TwinClaim) -> None:
-        for device in claim.devices:
-            directory = self.options.artifact_dir / device.layout.artifact_dir_name
-            if not all((directory / name).is_file() for name in FILES):
-                self._write_files(claim.namespace, device.layout)
-        if not self.cdi.exists(uid):
-            self._write_spec(uid, claim)
-
-    def _response(self, claim: TwinClaim) -> list[kp.Device]:
-        return [
-            kp.Device(
-                (d.request,),
-                d.pool,
-                d.device,
-                (self.cdi.qualified_name(d.layout.cdi_device_name),),
-                d.share_id,
-            )
-            for d in claim.devices
-        ]
-
-    async def unprepare_resource_claims(
-        self, claims: Sequence[kp.Claim]
-    ) -> dict[str, kp.UnprepareResult]:
-        return {claim.uid: await self._unprepare(claim.uid) for claim in claims}
-
-    async def _unprepare(self, uid: str) -> kp.UnprepareResult:
-        try:
-            self._remove(uid, self.prepared.get(uid))
-            self.prepared = await self.commits.apply(lambda entries: entries.pop(uid, None))
-        except OSError as exc:
-            return kp.ClaimError(f"claim {uid}: removing files failed: {exc}")
-        return None
-
-    def _remove(self, uid: str, claim: TwinClaim | None) -> None:
-        self.cdi.remove(uid)
-        names = {d.layout.artifact_dir_name for d in claim.devices} if claim else set()
-        if self.options.artifact_dir.is_dir():
-            present = [entry.name for entry in self.options.artifact_dir.iterdir()]
-            names.update(owned_artifact_names(uid, present))
-        for name in names:
-            shutil.rmtree(self.options.artifact_dir / name, ignore_errors=True)
+def node_pool(driver_name: str, node: str, devices: int) -> ResourceSlice:
+    """This node's pool, as the Go baseline publishes it: ``slot-0`` ... ``slot-<n-1>``."""
+    return ResourceSlice(
+        metadata=ObjectMeta(name=f"{node}-{driver_name}"),
+        spec=ResourceSliceSpec(
+            driver=driver_name,
+            nodeName=node,
+            pool=ResourcePool(name=node, generation=1, resourceSliceCount=1),
+            devices=[Device(name=f"slot-{index}") for index in range(devices)],
+        ),
+    )
 
 
 class TwinPlugin:
-    """The twin driver served to the kubelet: recover, then the layer does the rest."""
+    """The twin driver served to the kubelet: recover, serve, then publish the node's pool.
 
-    def __init__(self, kube: KubeAPI, options: TwinOptions, plugin_options: kp.Options) -> None:
+    The layer does not publish ResourceSlices, so ``publish`` (if given) does, once the
+    kubelet can reach the driver, as the Go helper's ``PublishResources`` after ``Start``.
+    """
+
+    def __init__(
+        self,
+        kube: KubeAPI,
+        options: TwinOptions,
+        plugin_options: kp.Options,
+        publish: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         self.driver = TwinDriver(kube, options)
         self.kubelet = kp.KubeletPlugin(self.driver, plugin_options)
+        self.publish = publish
 
     async def start(self) -> None:
         self.driver.recover()
         await self.kubelet.start()
+        if self.publish is not None:
+            await self.publish()
 
     async def stop(self) -> None:
         await self.kubelet.stop()
@@ -283,7 +79,8 @@ class TwinPlugin:
 # flag, environment variable, default, help; the same variables as space-dra's plugin.
 FLAGS = (
     ("--driver-name", "DRIVER_NAME", DEFAULT_DRIVER_NAME, "DRA driver name"),
-    ("--node-name", "NODE_NAME", "", "this node's name (for logs)"),
+    ("--node-name", "NODE_NAME", "", "this node's name: its pool and slice are named after it"),
+    ("--devices", "TWIN_DEVICES", "64", f"devices in the node's pool (0 to {MAX_DEVICES})"),
     ("--kubeconfig", "KUBECONFIG", "", "kubeconfig file; empty means in-cluster"),
     ("--plugins-dir", "SPACE_DRA_PLUGINS_DIR", str(kp.KUBELET_PLUGINS_DIR),
      "kubelet plugins directory; the DRA socket goes in <dir>/<driver>/"),
@@ -320,6 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The flags, checked: publishing a pool needs the node's name."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.devices = int(args.devices)
+    except ValueError:
+        parser.error(f"--devices must be a whole number, got {args.devices!r}")
+    if not 0 <= args.devices <= MAX_DEVICES:
+        parser.error(f"--devices must be between 0 and {MAX_DEVICES}, got {args.devices}")
+    if args.devices and not args.node_name:
+        parser.error("--node-name (or NODE_NAME) is required to publish the node's pool")
+    return args
+
+
 def options_from(args: argparse.Namespace) -> tuple[TwinOptions, kp.Options]:
     plugins_dir = Path(args.plugins_dir)
     twin = TwinOptions(
@@ -346,11 +158,16 @@ async def run(args: argparse.Namespace) -> None:
         logs.log_event(
             log, logging.INFO, "twin_starting", driver=twin.driver_name, node=args.node_name
         )
-        await kp.run_until_signalled(TwinPlugin(kube, twin, plugin))
+
+        async def publish() -> None:
+            if args.devices:
+                await kube.apply(node_pool(twin.driver_name, args.node_name, args.devices))
+
+        await kp.run_until_signalled(TwinPlugin(kube, twin, plugin, publish))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     logs.configure(args.log_format, args.log_level)
     asyncio.run(run(args))
     return 0

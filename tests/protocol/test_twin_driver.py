@@ -17,7 +17,8 @@ from typing import Any
 import grpc
 import pytest
 
-from bench.twin_driver import TwinOptions, TwinPlugin, build_parser, options_from
+from bench.twin_driver import TwinPlugin, node_pool, options_from, parse
+from bench.twin_driver_core import TwinOptions
 from space_dra import kubeletplugin as kp
 from space_dra.kube_memory import MemoryKube
 from space_dra.proto.dra.v1 import api_pb2 as v1
@@ -116,7 +117,10 @@ async def test_prepare_writes_four_files_a_cdi_spec_and_a_checkpoint_entry(
     assert list(device.cdi_device_ids) == [f"{TWIN}/claim={uid}"]
 
     files = twin.dirs.artifacts / uid
-    assert sorted(p.name for p in files.iterdir()) == ["ca.crt", "kubeconfig", "namespace", "token"]
+    visible = sorted(p.name for p in files.iterdir() if not p.name.startswith(".."))
+    assert visible == ["ca.crt", "kubeconfig", "namespace", "token"]
+    assert (files / "..data").is_symlink(), "published like a projected volume"
+    assert (files / "token").readlink() == Path("..data/token")
     assert (files / "namespace").read_text() == "default"
     assert len((files / "token").read_text()) == 64
     assert "tokenFile: /etc/test-claim/token" in (files / "kubeconfig").read_text()
@@ -265,9 +269,9 @@ async def test_two_instances_serve_side_by_side_during_a_rolling_update(dirs: Di
 
 def test_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POD_UID", "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0")
-    args = build_parser().parse_args(
-        ["--plugins-dir", "/p", "--registrar-dir", "/r", "--cdi-dir", "/c", "--node-name", "n1"]
-    )
+    monkeypatch.setenv("NODE_NAME", "n1")
+    args = parse(["--plugins-dir", "/p", "--registrar-dir", "/r", "--cdi-dir", "/c"])
+    assert (args.node_name, args.devices) == ("n1", 64)
     twin, plugin = options_from(args)
     assert twin.checkpoint_path == Path("/p") / TWIN / "checkpoint.json"
     assert (twin.cdi_dir, twin.driver_name) == (Path("/c"), TWIN)
@@ -277,3 +281,44 @@ def test_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         registrar_dir=Path("/r"),
         rolling_update_uid="0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["--node-name", ""], "--node-name (or NODE_NAME) is required"),
+        (["--node-name", "n1", "--devices", "129"], "between 0 and 128"),
+        (["--node-name", "n1", "--devices", "many"], "a whole number"),
+        (["--node-name", "n1", "--log-level", "loud"], "invalid choice"),
+    ],
+)
+def test_bad_flags_are_refused_clearly(
+    argv: list[str], complaint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parse(argv)
+    assert complaint in capsys.readouterr().err
+    assert parse(["--node-name", "", "--devices", "0"]).devices == 0, "no pool, no node needed"
+
+
+def test_the_node_pool_is_one_slice_of_slots() -> None:
+    pool = node_pool(TWIN, "node-a", 3)
+    assert pool.metadata is not None and pool.metadata.name == f"node-a-{TWIN}"
+    assert (pool.spec.driver, pool.spec.nodeName, pool.spec.pool.name) == (TWIN, "node-a", "node-a")
+    assert pool.spec.pool.resourceSliceCount == 1
+    assert [device.name for device in pool.spec.devices or []] == ["slot-0", "slot-1", "slot-2"]
+
+
+async def test_the_pool_is_published_once_the_kubelet_can_call(dirs: Dirs) -> None:
+    twin = Twin(dirs, MemoryKube())
+    seen: list[bool] = []
+
+    async def publish() -> None:
+        seen.append(twin.paths.registration.exists() and twin.paths.dra.exists())
+
+    twin.plugin = TwinPlugin(twin.kube, twin.options, twin.plugin.kubelet.options, publish)
+    await twin.plugin.start()
+    try:
+        assert seen == [True]
+    finally:
+        await twin.stop()

@@ -31,6 +31,8 @@ What it does for you
   pod, so a DaemonSet can roll with ``maxSurge`` and no gap.
 - **Building blocks for the driver's own state**: :class:`CDISpecs` writes one CDI
   spec per claim atomically (env vars, mounts, and a record to rebuild state from);
+  :class:`ArtifactStore` publishes directories of files for containers the way the
+  kubelet publishes projected volumes, so they can change under a running container;
   :class:`Checkpoint` is a versioned JSON file of per-claim entries in your format,
   written atomically, safe for two instances at once; :class:`GroupCommit` makes
   concurrent changes share one write.
@@ -85,9 +87,10 @@ Then: read the claim from the API server if the driver needs its allocation (the
 helper does this for you; here the driver owns its client), recover the checkpoint
 before :meth:`KubeletPlugin.start`, and run it in a DaemonSet with the kubelet's
 ``plugins`` and ``plugins_registry`` directories and ``/var/run/cdi`` mounted.
-``bench/twin_driver.py`` is a complete small driver on this package (one file, with
-protocol tests in ``tests/protocol/test_twin_driver.py``); ``space_dra.plugin`` is the
-full namespace driver.
+``bench/twin_driver_core.py`` is a complete small driver on this package (run by
+``bench/twin_driver.py``, tested in ``tests/protocol/test_twin_driver.py``);
+``space_dra.plugin`` is the full namespace driver. Drivers that publish their own
+ResourceSlices do it beside the layer, as ``bench/twin_driver.py`` shows.
 """
 
 from space_dra.kubeletplugin.api import (
@@ -103,6 +106,7 @@ from space_dra.kubeletplugin.api import (
     clip,
     uid_problem,
 )
+from space_dra.kubeletplugin.artifacts import ArtifactError, ArtifactStore
 from space_dra.kubeletplugin.cdi import CDIDevice, CDIError, CDISpecs, Mount
 from space_dra.kubeletplugin.checkpoint import Checkpoint, CheckpointCorrupt, Codec, GroupCommit
 from space_dra.kubeletplugin.helper import KubeletPlugin, Options, run_until_signalled
@@ -117,6 +121,8 @@ from space_dra.kubeletplugin.sync import ChangeSignal, ClaimLocks
 __all__ = [
     "KUBELET_PLUGINS_DIR",
     "KUBELET_REGISTRY_DIR",
+    "ArtifactError",
+    "ArtifactStore",
     "CDIDevice",
     "CDIError",
     "CDISpecs",

@@ -18,6 +18,7 @@ from dataclasses import replace
 from space_dra import faults
 from space_dra.kube import KubeAPI, KubeError
 from space_dra.kubeletplugin import (
+    ArtifactStore,
     ChangeSignal,
     CheckpointCorrupt,
     Claim,
@@ -29,7 +30,7 @@ from space_dra.kubeletplugin import (
 from space_dra.logs import log_event
 from space_dra.metrics import CHECKPOINT_RECOVERIES, PREPARED_CLAIMS, TOKEN_REFRESHES
 from space_dra.naming import owned_artifact_names
-from space_dra.plugin.artifacts import ArtifactStore, render
+from space_dra.plugin.artifacts import FILES, render
 from space_dra.plugin.cdi import cdi_devices, claims_from_records, namespace_specs
 from space_dra.plugin.checkpoint import PreparedClaim, PreparedDevice, open_checkpoint
 from space_dra.plugin.options import DriverOptions
@@ -87,7 +88,9 @@ class NodeState:
                 message = problem or ""
                 if not message and device.token_expires_at and now >= device.token_expires_at:
                     message = "the namespace token has expired and could not be refreshed"
-                if not message and not self.artifacts.complete(device.layout.artifact_dir_name):
+                if not message and not self.artifacts.complete(
+                    device.layout.artifact_dir_name, FILES
+                ):
                     message = f"credential files for claim {claim.uid} are missing"
                 report.append(DeviceHealth(device.pool, device.device, not message, message))
         return report
@@ -172,7 +175,7 @@ class NodeState:
         changed = False
         devices = list(claim.devices)
         for index, device in enumerate(devices):
-            if self.artifacts.complete(device.layout.artifact_dir_name) and not self._due(
+            if self.artifacts.complete(device.layout.artifact_dir_name, FILES) and not self._due(
                 device, now
             ):
                 continue
