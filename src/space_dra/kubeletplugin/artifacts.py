@@ -17,12 +17,13 @@ its checkpoint after a reboot.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from space_dra.kubeletplugin.files import write_file
 
 DATA_LINK = "..data"
 ROOT_MODE = 0o700
@@ -66,13 +67,7 @@ class ArtifactStore:
         try:
             generation.chmod(DIR_MODE)
             for file_name, content in files.items():
-                target = generation / file_name
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-                try:
-                    os.write(fd, content)
-                finally:
-                    os.close(fd)
-                target.chmod(FILE_MODE)
+                write_file(generation / file_name, content, FILE_MODE, exclusive=True)
             staging_link = directory / f"{DATA_LINK}_tmp"
             staging_link.unlink(missing_ok=True)
             staging_link.symlink_to(generation.name)

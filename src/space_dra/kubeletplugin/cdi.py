@@ -16,10 +16,11 @@ a reboot.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from space_dra.kubeletplugin.files import replace_file, staging_path
 
 # 0.5.0 allows device names that start with a digit (claim UIDs do);
 # 0.6.0 adds the annotations records travel in.
@@ -98,14 +99,7 @@ class CDISpecs:
         path = self.spec_path(claim_uid)
         self.directory.mkdir(parents=True, exist_ok=True)
         content = json.dumps(self.render(claim_uid, devices), indent=2).encode()
-        staging = path.with_name(f".{path.name}.tmp")
-        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SPEC_MODE)
-        try:
-            os.write(fd, content)
-        finally:
-            os.close(fd)
-        staging.chmod(SPEC_MODE)
-        staging.rename(path)
+        replace_file(path, content, SPEC_MODE)
         return path
 
     def exists(self, claim_uid: str) -> bool:
@@ -115,7 +109,7 @@ class CDISpecs:
         """Remove the claim's spec (and a staging file a crash left); absent is fine."""
         path = self.spec_path(claim_uid)
         path.unlink(missing_ok=True)
-        path.with_name(f".{path.name}.tmp").unlink(missing_ok=True)
+        staging_path(path).unlink(missing_ok=True)
 
     def recorded_devices(self) -> dict[str, list[Mapping[str, object]]]:
         """Claim UID -> the device records found in this driver's spec files."""

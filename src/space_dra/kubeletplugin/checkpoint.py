@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from space_dra.kubeletplugin.files import replace_file
 from space_dra.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -122,13 +123,7 @@ class Checkpoint(Generic[T]):
             "version": self.version,
             "claims": {uid: self.codec.encode(entry) for uid, entry in sorted(claims.items())},
         }
-        staging = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, json.dumps(document, separators=(",", ":")).encode())
-        finally:
-            os.close(fd)
-        staging.rename(self.path)
+        replace_file(self.path, json.dumps(document, separators=(",", ":")).encode(), 0o600)
         self._known, self._known_stat = dict(claims), self._identity()
 
     def load(self) -> dict[str, T]:

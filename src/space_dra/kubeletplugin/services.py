@@ -9,6 +9,7 @@ costs nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any
 
 from space_dra.kubeletplugin.api import Claim, PrepareResult, UnprepareResult
@@ -55,47 +56,29 @@ def _unprepare_response(response: Any, results: Mapping[str, UnprepareResult]) -
     return response
 
 
-class DRAPluginV1(v1_grpc.DRAPluginServicer):
-    def __init__(self, dispatcher: Dispatcher) -> None:
+class _Translating:
+    """Both RPCs for one protocol version: ``api`` is that version's generated module."""
+
+    def __init__(self, dispatcher: Dispatcher, api: ModuleType, share_ids: bool) -> None:
         self.dispatcher = dispatcher
+        self.api = api
+        self.share_ids = share_ids
 
-    async def NodePrepareResources(  # noqa: N802 - gRPC method name
-        self, request: v1.NodePrepareResourcesRequest, context: Any
-    ) -> v1.NodePrepareResourcesResponse:
+    async def NodePrepareResources(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC
         results = await self.dispatcher.prepare(_claims(request))
-        response: v1.NodePrepareResourcesResponse = _prepare_response(
-            v1.NodePrepareResourcesResponse(), results, share_ids=True
-        )
-        return response
+        return _prepare_response(self.api.NodePrepareResourcesResponse(), results, self.share_ids)
 
-    async def NodeUnprepareResources(  # noqa: N802
-        self, request: v1.NodeUnprepareResourcesRequest, context: Any
-    ) -> v1.NodeUnprepareResourcesResponse:
+    async def NodeUnprepareResources(self, request: Any, context: Any) -> Any:  # noqa: N802
         results = await self.dispatcher.unprepare(_claims(request))
-        response: v1.NodeUnprepareResourcesResponse = _unprepare_response(
-            v1.NodeUnprepareResourcesResponse(), results
-        )
-        return response
+        return _unprepare_response(self.api.NodeUnprepareResourcesResponse(), results)
 
 
-class DRAPluginV1Beta1(v1beta1_grpc.DRAPluginServicer):
+class DRAPluginV1(_Translating, v1_grpc.DRAPluginServicer):
     def __init__(self, dispatcher: Dispatcher) -> None:
-        self.dispatcher = dispatcher
+        super().__init__(dispatcher, v1, share_ids=True)
 
-    async def NodePrepareResources(  # noqa: N802
-        self, request: v1beta1.NodePrepareResourcesRequest, context: Any
-    ) -> v1beta1.NodePrepareResourcesResponse:
-        results = await self.dispatcher.prepare(_claims(request))
-        response: v1beta1.NodePrepareResourcesResponse = _prepare_response(
-            v1beta1.NodePrepareResourcesResponse(), results, share_ids=False
-        )
-        return response
 
-    async def NodeUnprepareResources(  # noqa: N802
-        self, request: v1beta1.NodeUnprepareResourcesRequest, context: Any
-    ) -> v1beta1.NodeUnprepareResourcesResponse:
-        results = await self.dispatcher.unprepare(_claims(request))
-        response: v1beta1.NodeUnprepareResourcesResponse = _unprepare_response(
-            v1beta1.NodeUnprepareResourcesResponse(), results
-        )
-        return response
+class DRAPluginV1Beta1(_Translating, v1beta1_grpc.DRAPluginServicer):
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        # v1beta1 has no share_id field.
+        super().__init__(dispatcher, v1beta1, share_ids=False)
