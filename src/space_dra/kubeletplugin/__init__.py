@@ -44,6 +44,9 @@ Implement the two callbacks of :class:`DRAPlugin`. Each gets claims
 prepared :class:`Device` list or a :class:`ClaimError` whose message the kubelet shows
 in the pod's events::
 
+    import asyncio
+    from pathlib import Path
+
     from space_dra import kubeletplugin as kp
 
     class LampDriver:
@@ -80,8 +83,8 @@ The contract the kubelet expects of the callbacks:
   write; if a later step fails, remove what this call wrote and return the error.
 - **Answer within the kubelet's 45 s** with a retryable error rather than let the call
   time out.
-- **The kubelet sends the request names** the containers reference: give each
-  :class:`Device` the request it was allocated for.
+- **Name the requests.** Containers reference a claim's devices by request name, so
+  give each :class:`Device` the request it was allocated for.
 
 Then: read the claim from the API server if the driver needs its allocation (the Go
 helper does this for you; here the driver owns its client), recover the checkpoint
