@@ -59,7 +59,6 @@ MAX_LINES = 400
 OVERSIZE_CEILINGS: dict[str, int] = {
     "src/space_dra/config.py": 475,
     "src/space_dra/controller/reconciler.py": 528,
-    "src/space_dra/plugin/driver.py": 552,
 }
 
 
@@ -223,7 +222,11 @@ def test_the_repository_keeps_its_layering() -> None:
 def test_the_layers_the_rules_name_exist() -> None:
     """A rule about a module that is gone can never fail: rename the rule with the module."""
     _, known = repository_imports()
-    missing = [m for m in (CONTROLLER, PLUGIN, *CORE, *LOCALCLUSTER_PUBLIC) if m not in known]
+    missing = [
+        m
+        for m in (CONTROLLER, PLUGIN, KUBELETPLUGIN, *CORE, *LOCALCLUSTER_PUBLIC)
+        if m not in known
+    ]
     assert missing == [], "update the names at the top of tests/unit/test_layering.py"
 
 
