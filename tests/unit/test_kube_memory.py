@@ -85,6 +85,19 @@ async def test_objects_returned_are_copies() -> None:
     stored = await kube.get(ConfigMap, "a", "ns")
     assert stored.metadata and stored.metadata.labels == {"app": "x"}
 
+    # Untyped fields too (lightkube's from_dict alone would share their containers).
+    parameters = {"quota": {"hard": ["pods"]}}
+    kube.put(make_claim(new_uid(), configs=[("FromClaim", parameters, ["ns"])]))
+    parameters["quota"]["hard"].append("put after")
+    claim = await kube.get_claim("default", "test-claim")
+    read = claim.status.allocation.devices.config[0].opaque.parameters  # type: ignore[union-attr,index]
+    assert read == {"quota": {"hard": ["pods"]}}
+    read["quota"]["hard"].append("changed by a reader")
+    again = await kube.get_claim("default", "test-claim")
+    assert again.status.allocation.devices.config[0].opaque.parameters == {  # type: ignore[union-attr,index]
+        "quota": {"hard": ["pods"]}
+    }
+
 
 async def test_replace_refuses_a_stale_resource_version() -> None:
     kube = MemoryKube()

@@ -26,7 +26,6 @@ Tests that need real Kubernetes behaviour run against the local cluster instead.
 from __future__ import annotations
 
 import asyncio
-import copy
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -48,6 +47,7 @@ from space_dra.kube_memory.objects import (
     R,
     as_data,
     check_uid,
+    fresh,
     key_of,
     kind_of,
     matches,
@@ -294,7 +294,7 @@ class MemoryKube:
             meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=now())
             return typed(res, self._store(res, key, None, data))
         check_uid(meta.get("uid"), current["metadata"]["uid"], precondition=False)
-        merged = copy.deepcopy(current)
+        merged = fresh(current)
         if status_only:
             merged["status"] = merge_status(current.get("status") or {}, data.get("status") or {})
         else:
@@ -316,7 +316,7 @@ class MemoryKube:
         check_uid(uid, current["metadata"]["uid"], precondition=True)
         if current["metadata"].get("finalizers"):
             if not current["metadata"].get("deletionTimestamp"):
-                marked = copy.deepcopy(current)
+                marked = fresh(current)
                 marked["metadata"]["deletionTimestamp"] = now()
                 self._store(res, key_of(current), current, marked)
             return
@@ -377,7 +377,7 @@ class MemoryKube:
     def _remove(self, kind: Kind, key: Key) -> None:
         before = self._bucket(kind).pop(key)
         self._version += 1
-        final = copy.deepcopy(before)
+        final = fresh(before)
         final["metadata"]["resourceVersion"] = str(self._version)
         self._record(kind, before, final, deleted=True)
         if kind == ("", "Namespace"):
