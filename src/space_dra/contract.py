@@ -165,7 +165,6 @@ class NamespaceView:
     so callers never unpack optional fields.
     """
 
-    namespace: Namespace
     name: str
     uid: str
     claim_uid: str
@@ -180,7 +179,6 @@ class NamespaceView:
         ours = (meta.labels if meta else None) or {}
         annotations = (meta.annotations if meta else None) or {}
         return cls(
-            namespace=namespace,
             name=(meta.name if meta else None) or "",
             uid=(meta.uid if meta else None) or "",
             claim_uid=ours.get(labels.claim_uid, ""),
