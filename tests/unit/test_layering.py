@@ -58,7 +58,6 @@ MAX_LINES = 400
 # stays, so the list cannot outlive the problem).
 OVERSIZE_CEILINGS: dict[str, int] = {
     "src/space_dra/config.py": 475,
-    "src/space_dra/controller/reconciler.py": 528,
 }
 
 
