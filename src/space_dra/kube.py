@@ -27,7 +27,7 @@ from lightkube.config.kubeconfig import SingleConfig
 from lightkube.core import resource as lkr
 from lightkube.core.exceptions import NotReadyError
 from lightkube.core.generic_client import ALL_NS
-from lightkube.models.authentication_v1 import TokenRequestSpec
+from lightkube.models.authentication_v1 import BoundObjectReference, TokenRequestSpec
 from lightkube.models.meta_v1 import DeleteOptions, ObjectMeta, Preconditions
 from lightkube.resources.core_v1 import ServiceAccount
 from lightkube.resources.resource_v1 import ResourceClaim
@@ -87,13 +87,30 @@ class IssuedToken:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class TokenBinding:
+    """What a minted token is tied to, for the API server's admission policy to check.
+
+    ``node``: the token is bound to that Node object (it dies with the node, and audit
+    logs name it); ``annotations`` go on the TokenRequest itself, where a
+    ValidatingAdmissionPolicy can compare them with the namespace's labels.
+    """
+
+    node: str
+    annotations: Mapping[str, str]
+
+
 class KubeAPI(Protocol):
     """What the kubelet plugin asks of the API server, and nothing else."""
 
     async def get_claim(self, namespace: str, name: str) -> ResourceClaim: ...
 
     async def create_token(
-        self, namespace: str, service_account: str, expiration_seconds: int
+        self,
+        namespace: str,
+        service_account: str,
+        expiration_seconds: int,
+        binding: TokenBinding | None = None,
     ) -> IssuedToken: ...
 
 
@@ -210,13 +227,21 @@ class LightkubeAPI:
             return await self._client.get(ResourceClaim, name, namespace=namespace)
 
     async def create_token(
-        self, namespace: str, service_account: str, expiration_seconds: int
+        self,
+        namespace: str,
+        service_account: str,
+        expiration_seconds: int,
+        binding: TokenBinding | None = None,
     ) -> IssuedToken:
         API_WRITES.labels("create", "TokenRequest").inc()
-        request = ServiceAccount.Token(
-            metadata=ObjectMeta(),
-            spec=TokenRequestSpec(audiences=[], expirationSeconds=expiration_seconds),
-        )
+        spec = TokenRequestSpec(audiences=[], expirationSeconds=expiration_seconds)
+        metadata = ObjectMeta()
+        if binding is not None:
+            spec.boundObjectRef = BoundObjectReference(
+                apiVersion="v1", kind="Node", name=binding.node
+            )
+            metadata.annotations = dict(binding.annotations)
+        request = ServiceAccount.Token(metadata=metadata, spec=spec)
         with translated(f"create token for ServiceAccount {namespace}/{service_account}"):
             issued = await self._client.create(request, service_account, namespace=namespace)
         if (

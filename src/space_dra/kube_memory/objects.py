@@ -8,14 +8,15 @@ read hands out a fresh typed copy and no caller can change the store by accident
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import msgspec
 from lightkube.core import resource as lkr
 
-from space_dra.kube import Conflict, Invalid
+from space_dra.kube import Conflict, Invalid, KubeError
 
 R = TypeVar("R", bound=lkr.Resource)
 Kind = tuple[str, str]  # (API group, kind)
@@ -103,3 +104,17 @@ def plural(res: type[lkr.Resource]) -> str:
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+AdmissionHook = Callable[[str, Any], None]
+"""(verb, object about to be stored): may change the object, or raise a KubeError."""
+
+
+@dataclass
+class Fault:
+    """A failure injected into the next ``times`` calls of ``verb`` on ``kind`` (any when None)."""
+
+    verb: str
+    kind: str | None
+    error: KubeError
+    times: int

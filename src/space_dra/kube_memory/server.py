@@ -28,20 +28,29 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from lightkube.core import resource as lkr
 from lightkube.resources.core_v1 import ServiceAccount
 from lightkube.resources.resource_v1 import ResourceClaim
 
-from space_dra.kube import Conflict, Forbidden, Gone, Invalid, IssuedToken, KubeError, NotFound
+from space_dra.kube import (
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    IssuedToken,
+    KubeError,
+    NotFound,
+    TokenBinding,
+)
 from space_dra.kube_memory.objects import (
     META_FIELDS,
     SUFFIX_ALPHABET,
+    AdmissionHook,
     Data,
+    Fault,
     Key,
     Kind,
     R,
@@ -59,17 +68,6 @@ from space_dra.kube_memory.objects import (
 )
 from space_dra.kube_memory.watch import Watch
 
-AdmissionHook = Callable[[str, Any], None]
-"""(verb, object about to be stored): may change the object, or raise a KubeError."""
-
-
-@dataclass
-class _Fault:
-    verb: str
-    kind: str | None
-    error: KubeError
-    times: int
-
 
 class MemoryKube:
     def __init__(self, server: str = "https://memory.invalid:443") -> None:
@@ -80,12 +78,14 @@ class MemoryKube:
         self._history: list[tuple[int, Kind, Data | None, Data, bool]] = []
         self._compacted = 0
         self._watches: list[Watch] = []
-        self._faults: list[_Fault] = []
+        self._faults: list[Fault] = []
         self._admission: dict[Kind, list[AdmissionHook]] = {}
         # The plugin's view: claims by (namespace, name), ServiceAccounts it may mint for.
         self.claims = self._bucket(kind_of(ResourceClaim))
         self.service_accounts: set[tuple[str, str]] = set()
         self.tokens_issued: list[tuple[str, str, int]] = []
+        # What each issued token was bound to, in the same order.
+        self.token_bindings: list[TokenBinding | None] = []
         self.calls: list[str] = []
 
     # -- what tests use to set the scene ----------------------------------------------
@@ -140,7 +140,7 @@ class MemoryKube:
         apply, delete, create_token) on ``res`` (any kind when None) raise ``error``
         (a transient 500 when None)."""
         error = error or KubeError("injected: the API server is unavailable", 500, "Internal")
-        self._faults.append(_Fault(verb, res.__name__ if res else None, error, times))
+        self._faults.append(Fault(verb, res.__name__ if res else None, error, times))
 
     def admit(self, res: type[lkr.Resource], hook: AdmissionHook) -> None:
         """Run ``hook`` on every create, replace and apply of ``res``'s kind."""
@@ -167,7 +167,11 @@ class MemoryKube:
         return typed(ResourceClaim, self._existing(ResourceClaim, namespace, name))
 
     async def create_token(
-        self, namespace: str, service_account: str, expiration_seconds: int
+        self,
+        namespace: str,
+        service_account: str,
+        expiration_seconds: int,
+        binding: TokenBinding | None = None,
     ) -> IssuedToken:
         await self._enter("create_token", ServiceAccount, "create_token")
         known = (namespace, service_account) in self.service_accounts
@@ -176,6 +180,7 @@ class MemoryKube:
                 f"cannot create token for {namespace}/{service_account}", 403, "Forbidden"
             )
         self.tokens_issued.append((namespace, service_account, expiration_seconds))
+        self.token_bindings.append(binding)
         return IssuedToken(
             token=f"memtoken.{secrets.token_hex(16)}",
             expires_at=datetime.now(UTC) + timedelta(seconds=expiration_seconds),
