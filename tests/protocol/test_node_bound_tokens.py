@@ -47,8 +47,7 @@ def add_ready_claim(h: Harness) -> tuple[str, str]:
 
 def not_on_this_node() -> Forbidden:
     return Forbidden(
-        "ValidatingAdmissionPolicy denied request: space-dra: node node-a runs no pod of the "
-        "claim",
+        "ValidatingAdmissionPolicy denied request: space-dra: node node-a runs no pod of the claim",
         403,
         "Forbidden",
     )
