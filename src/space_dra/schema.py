@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, assert_never
 
 from space_dra.quantity import NON_NEGATIVE_QUANTITY_PATTERN
 
@@ -69,8 +69,9 @@ class MountPath:
     min_depth: int = 2
     max_length: int = 255
     reserved_roots: tuple[str, ...] = RESERVED_MOUNT_ROOTS
-    # A "." or ".." segment: such a path is not normalized.
-    dot_segment: str = "(^|/)[.][.]?(/|$)"
+    # Searched for, not matched: a "." segment, or a segment starting with ".."
+    # (which covers ".." itself; "..data" is refused too, as the parser always did).
+    dot_segment: str = "/[.]([.]|/|$)"
 
     @property
     def pattern(self) -> str:
@@ -135,6 +136,8 @@ class Field:
     default: Any
     doc: str
     example: Any
+    # A few words for the comment beside the field in YAML examples.
+    brief: str = ""
     default_doc: str = ""
     cap: str = ""
 
@@ -154,6 +157,7 @@ SETTINGS: Final = (
         "ephemeral-ns-",
         "Prefix of the namespace's name; the API server appends 5 random characters.",
         "team-a-",
+        brief="namespace name prefix",
         cap="must start with one of `policy.allowedNamePrefixes` when that list is not empty",
     ),
     Field(
@@ -163,6 +167,7 @@ SETTINGS: Final = (
         "ClusterRole bound (by a RoleBinding in the namespace) to the namespace's "
         "ServiceAccount, whose token the pods get.",
         "edit",
+        brief="ClusterRole bound to the namespace's ServiceAccount",
         cap="one of `policy.allowedRoles`; a class default outside it becomes the first allowed",
     ),
     Field(
@@ -171,6 +176,7 @@ SETTINGS: Final = (
         "baseline",
         "Pod Security Standard the namespace enforces (also its audit and warn level).",
         "restricted",
+        brief="enforce, audit, warn",
         cap="at least `policy.minPodSecurity`; a class default below it is raised to it",
     ),
     Field(
@@ -179,6 +185,7 @@ SETTINGS: Final = (
         {},
         "ResourceQuota `spec.hard` for the namespace: resource name to quantity.",
         {"pods": "10", "requests.cpu": "2"},
+        brief="ResourceQuota spec.hard",
         cap="each resource at most `policy.maxQuota`; every resource there is required and "
         "filled from it when the claim sets no quota",
     ),
@@ -189,6 +196,7 @@ SETTINGS: Final = (
         "Container LimitRange for the namespace: `default`, `defaultRequest`, `max`, `min`, "
         "each a map of resource name to quantity, with min ≤ defaultRequest ≤ default ≤ max.",
         {"default": {"cpu": "500m"}, "defaultRequest": {"cpu": "100m"}},
+        brief="container LimitRange",
     ),
     Field(
         "networkPolicy",
@@ -206,6 +214,7 @@ SETTINGS: Final = (
         "Lifetime of the mounted ServiceAccount token; the kubelet plugin replaces it once "
         "80 % of it has passed (its `--token-refresh-fraction`).",
         7200,
+        brief="lifetime of the mounted token",
         cap="between `policy.minTokenExpirationSeconds` and `policy.maxTokenExpirationSeconds`; "
         "a class default outside is clamped",
     ),
@@ -216,7 +225,7 @@ SETTINGS: Final = (
         "Prefix of the env vars the containers get: `<prefix>_NAMESPACE`, `_CLUSTER`, "
         "`_KUBECONFIG`.",
         "WORKSPACE",
-        default_doc="the claim's name, upper-cased, other characters replaced by `_`",
+        default_doc="the claim's name, upper-cased, other characters -> `_`",
     ),
     Field(
         "mountPath",
@@ -297,3 +306,38 @@ def field_named(fields: tuple[Field, ...], name: str) -> Field:
         if item.name == name:
             return item
     raise KeyError(name)
+
+
+def rule(kind: Kind) -> str:
+    """What a value of ``kind`` must be, in words (admission messages, the reference)."""
+    match kind:
+        case Text():
+            return f"{kind.rule} (up to {kind.max_length} characters)"
+        case NamePrefix():
+            return (
+                f"a lowercase prefix of up to {kind.max_length} characters [a-z0-9-], not "
+                f"starting with {' or '.join(kind.reserved_prefixes)}"
+            )
+        case MountPath():
+            return (
+                f"a normalized absolute path at least {kind.min_depth} levels deep, outside "
+                f"{', '.join(kind.reserved_roots)}"
+            )
+        case Choice():
+            return f"one of {', '.join(kind.options)}"
+        case Integer():
+            return f"an integer from {kind.minimum} to {kind.maximum}"
+        case Boolean():
+            return "true or false"
+        case Quantities():
+            return (
+                f"a map of up to {kind.max_entries} resource names to non-negative quantities "
+                '(e.g. {pods: "10", requests.memory: 2Gi})'
+            )
+        case LimitRange():
+            return f"a map of {', '.join(kind.kinds)} to maps of resource names to quantities"
+        case ListOf():
+            size = "a non-empty list" if kind.min_items else "a list"
+            return f"{size} of up to {kind.max_items} entries, each {rule(kind.item)}"
+        case _:
+            assert_never(kind)
