@@ -22,18 +22,6 @@ from typing import Final, assert_never
 
 from space_dra import schema
 from space_dra.contract import CONFIG_API_VERSION, CONFIG_KIND
-from space_dra.schema import (
-    Boolean,
-    Choice,
-    Integer,
-    Kind,
-    LimitRange,
-    ListOf,
-    MountPath,
-    NamePrefix,
-    Quantities,
-    Text,
-)
 from space_dra.schema_json import GENERATED_BY, reserved_roots_pattern
 
 VARIABLES_TEMPLATE: Final = "space-dra.namespaceConfigVariables"
@@ -76,31 +64,31 @@ def _string(value: str, pattern: str, max_length: int) -> str:
     )
 
 
-def predicate(kind: Kind, value: str, depth: int = 0) -> str:
+def predicate(kind: schema.Kind, value: str, depth: int = 0) -> str:
     """A CEL expression true when ``value`` (a CEL expression) is of ``kind``."""
     var = f"k{depth}"  # macro variables must not shadow the enclosing one
     match kind:
-        case Text():
+        case schema.Text():
             return _string(value, kind.pattern, kind.max_length)
-        case NamePrefix():
+        case schema.NamePrefix():
             reserved = " && ".join(
                 f"!{value}.startsWith({literal(prefix)})" for prefix in kind.reserved_prefixes
             )
             return f"{_string(value, kind.pattern, kind.max_length)} && {reserved}"
-        case MountPath():
+        case schema.MountPath():
             return (
                 f"type({value}) == string && size({value}) <= {kind.max_length} "
                 f"&& {_matches(value, f'^{kind.pattern}$')} "
                 f"&& !{_matches(value, kind.dot_segment)} "
                 f"&& !{_matches(value, reserved_roots_pattern(kind))}"
             )
-        case Choice():
+        case schema.Choice():
             return f"type({value}) == string && {value} in {_list(kind.options)}"
-        case Integer():
+        case schema.Integer():
             return f"type({value}) == int && {value} >= {kind.minimum} && {value} <= {kind.maximum}"
-        case Boolean():
+        case schema.Boolean():
             return f"type({value}) == bool"
-        case Quantities():
+        case schema.Quantities():
             item = f"{value}[{var}]"
             quantity = (
                 f"(type({item}) == int ? {item} >= 0 : type({item}) == string "
@@ -112,13 +100,13 @@ def predicate(kind: Kind, value: str, depth: int = 0) -> str:
                 f"&& {value}.all({var}, size({var}) <= {kind.name_max_length} "
                 f"&& {_matches(var, f'^{kind.name_pattern}$')} && {quantity})"
             )
-        case LimitRange():
+        case schema.LimitRange():
             inner = predicate(kind.resources, f"{value}[{var}]", depth + 1)
             return (
                 f"type({value}) == map "
                 f"&& {value}.all({var}, {var} in {_list(kind.kinds)} && {inner})"
             )
-        case ListOf():
+        case schema.ListOf():
             inner = predicate(kind.item, var, depth + 1)
             at_least = f" && size({value}) >= {kind.min_items}" if kind.min_items else ""
             return (

@@ -14,48 +14,37 @@ from typing import Any, Final, assert_never
 
 import yaml
 
-from space_dra.schema import (
-    Boolean,
-    Choice,
-    Integer,
-    Kind,
-    LimitRange,
-    ListOf,
-    MountPath,
-    NamePrefix,
-    Quantities,
-    Text,
-)
+from space_dra import schema
 from space_dra.schema_values import VALUES, Group, Json, Value
 
 JSON_SCHEMA_DIALECT: Final = "http://json-schema.org/draft-07/schema#"
 GENERATED_BY: Final = "tools/genschema.py from src/space_dra/schema.py and schema_values.py"
 
 
-def kind_schema(kind: Kind) -> Json:
+def kind_schema(kind: schema.Kind) -> Json:
     """The JSON schema of one NamespaceConfig field: what the parser checks, less the order
     of a LimitRange's values and the length of map keys."""
     match kind:
-        case Text():
+        case schema.Text():
             return _string(kind.pattern, kind.max_length)
-        case NamePrefix():
+        case schema.NamePrefix():
             result = _string(kind.pattern, kind.max_length)
             result["not"] = {"pattern": f"^({'|'.join(map(re.escape, kind.reserved_prefixes))})"}
             return result
-        case MountPath():
+        case schema.MountPath():
             result = _string(kind.pattern, kind.max_length)
             result["allOf"] = [
                 {"not": {"pattern": kind.dot_segment}},
                 {"not": {"pattern": reserved_roots_pattern(kind)}},
             ]
             return result
-        case Choice():
+        case schema.Choice():
             return {"type": "string", "enum": list(kind.options)}
-        case Integer():
+        case schema.Integer():
             return {"type": "integer", "minimum": kind.minimum, "maximum": kind.maximum}
-        case Boolean():
+        case schema.Boolean():
             return {"type": "boolean"}
-        case Quantities():
+        case schema.Quantities():
             # Keys by patternProperties, not propertyNames: Helm then names a bad key where
             # it is. The keys' length is left to the parser.
             quantity = {
@@ -70,13 +59,13 @@ def kind_schema(kind: Kind) -> Json:
                 "patternProperties": {f"^{kind.name_pattern}$": quantity},
                 "additionalProperties": False,
             }
-        case LimitRange():
+        case schema.LimitRange():
             return {
                 "type": "object",
                 "properties": {name: kind_schema(kind.resources) for name in kind.kinds},
                 "additionalProperties": False,
             }
-        case ListOf():
+        case schema.ListOf():
             result = {"type": "array", "items": kind_schema(kind.item), "maxItems": kind.max_items}
             if kind.min_items:
                 result["minItems"] = kind.min_items
@@ -85,7 +74,7 @@ def kind_schema(kind: Kind) -> Json:
             assert_never(kind)
 
 
-def reserved_roots_pattern(kind: MountPath) -> str:
+def reserved_roots_pattern(kind: schema.MountPath) -> str:
     return f"^({'|'.join(map(re.escape, kind.reserved_roots))})(/|$)"
 
 

@@ -12,23 +12,12 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, assert_never
 
+from space_dra import schema
 from space_dra.quantity import parse_quantity
-from space_dra.schema import (
-    Boolean,
-    Choice,
-    Integer,
-    Kind,
-    LimitRange,
-    ListOf,
-    MountPath,
-    NamePrefix,
-    Quantities,
-    Text,
-)
 
 SOURCE_CLASS: Final = "FromClass"
 SOURCE_CLAIM: Final = "FromClaim"
-_MOUNT_PATH: Final = MountPath()
+_MOUNT_PATH: Final = schema.MountPath()
 
 
 class ConfigError(ValueError):
@@ -48,29 +37,29 @@ def _describe(source: str | None) -> str:
     )
 
 
-def parse_value(path: str, kind: Kind, value: Any) -> Any:
+def parse_value(path: str, kind: schema.Kind, value: Any) -> Any:
     """Check one JSON value against its schema kind; return it as the dataclasses hold it.
 
     Errors are ConfigErrors whose path is ``path`` or below it.
     """
     match kind:
-        case Text():
+        case schema.Text():
             return _str(path, value, kind.pattern, kind.max_length)
-        case NamePrefix():
+        case schema.NamePrefix():
             return _name_prefix(path, value, kind)
-        case MountPath():
+        case schema.MountPath():
             return validate_mount_path(path, value, kind)
-        case Choice():
+        case schema.Choice():
             return _choice(path, value, kind.options)
-        case Integer():
+        case schema.Integer():
             return _int(path, value)
-        case Boolean():
+        case schema.Boolean():
             return _bool(path, value)
-        case Quantities():
+        case schema.Quantities():
             return _resources(path, value, kind)
-        case LimitRange():
+        case schema.LimitRange():
             return _limit_range(path, value, kind)
-        case ListOf():
+        case schema.ListOf():
             return _list(path, value, kind)
         case _:
             assert_never(kind)
@@ -106,7 +95,7 @@ def _choice(path: str, value: Any, choices: Iterable[str]) -> str:
     return str(value)
 
 
-def _list(path: str, value: Any, kind: ListOf) -> tuple[str, ...]:
+def _list(path: str, value: Any, kind: schema.ListOf) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ConfigError(path, f"must be a list of strings, got {typename(value)}")
     if len(value) > kind.max_items:
@@ -120,7 +109,7 @@ def _count(entries: int) -> str:
     return "one entry" if entries == 1 else f"{entries} entries"
 
 
-def _resources(path: str, value: Any, kind: Quantities) -> dict[str, str]:
+def _resources(path: str, value: Any, kind: schema.Quantities) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ConfigError(
             path, f"must be a map of resource name to quantity, got {typename(value)}"
@@ -148,7 +137,7 @@ def _resources(path: str, value: Any, kind: Quantities) -> dict[str, str]:
     return result
 
 
-def _limit_range(path: str, value: Any, kind: LimitRange) -> dict[str, dict[str, str]]:
+def _limit_range(path: str, value: Any, kind: schema.LimitRange) -> dict[str, dict[str, str]]:
     if not isinstance(value, dict):
         raise ConfigError(path, f"must be an object, got {typename(value)}")
     result = {}
@@ -176,12 +165,12 @@ def _check_limit_order(path: str, limits: Mapping[str, Mapping[str, str]]) -> No
                 if parse_quantity(low) > parse_quantity(high):
                     raise ConfigError(
                         f"{path}.{low_kind}.{resource}",
-                        f"{low} is more than {high_kind} {high}; a LimitRange needs "
+                        f"{low} is more than {high_kind} {high}; a schema.LimitRange needs "
                         "min ≤ defaultRequest ≤ default ≤ max",
                     )
 
 
-def _name_prefix(path: str, value: Any, kind: NamePrefix) -> str:
+def _name_prefix(path: str, value: Any, kind: schema.NamePrefix) -> str:
     prefix = _str(path, value, kind.pattern, kind.max_length)
     if prefix.startswith(kind.reserved_prefixes):
         raise ConfigError(
@@ -190,7 +179,7 @@ def _name_prefix(path: str, value: Any, kind: NamePrefix) -> str:
     return prefix
 
 
-def validate_mount_path(path: str, value: Any, kind: MountPath = _MOUNT_PATH) -> str:
+def validate_mount_path(path: str, value: Any, kind: schema.MountPath = _MOUNT_PATH) -> str:
     text = _str(path, value, limit=kind.max_length)
     if not re.fullmatch(f"(/{kind.segment})+", text) or re.search(kind.dot_segment, text):
         raise ConfigError(
