@@ -24,7 +24,14 @@ from space_dra.config import (
     resolve,
 )
 from space_dra.schema_doc import README_BEGIN, example_yaml
-from space_dra.schema_values import BINDING_CONDITIONS, LOG_FORMATS, LOG_LEVELS
+from space_dra.schema_values import (
+    BINDING_CONDITIONS,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    VALUES,
+    Group,
+    Value,
+)
 from tests.support.claims import namespace_config as doc
 from tests.support.gotools import REPO
 from tests.support.hostdriver import CHART
@@ -142,3 +149,21 @@ def test_vapcheck_builds_against_the_cluster_kubernetes_version() -> None:
     for module in ("k8s.io/apiserver", "k8s.io/api", "k8s.io/apimachinery"):
         found = re.search(rf"^\s*{re.escape(module)} (\S+)", gomod, re.MULTILINE)
         assert found is not None and found[1] == expected, (module, expected)
+
+
+def _declared(node: Group | Value, prefix: str = "") -> set[str]:
+    name = f"{prefix}{node.name}"
+    if isinstance(node, Value):
+        return {name}
+    below = {n for child in node.children for n in _declared(child, f"{name}." if name else "")}
+    return below | ({name} if name else set())
+
+
+def test_every_value_a_template_reads_is_declared() -> None:
+    """A template reading an undeclared value would get nil where a user's setting is refused."""
+    declared = _declared(VALUES)
+    read = set()
+    for template in (CHART / "templates").iterdir():
+        read |= set(re.findall(r"\.Values\.([A-Za-z0-9_.]+)", template.read_text()))
+    assert read, "the templates read values"
+    assert read - declared == set()
