@@ -17,10 +17,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	touch $@
 
+# Style, types, then the import layering and the module size limit (tests/unit/test_layering.py).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_layering.py
 	$(PY) tools/genschema.py --check
 
 ## The README's test command: lint, then fast tests, then the real-cluster suites.

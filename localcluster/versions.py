@@ -106,7 +106,7 @@ HOST_PACKAGES: dict[str, str] = {
     "gcc": "gcc",
     "strip": "binutils",
     "nsenter": "util-linux",
-    # The driver image build (driverimage.py): private mount namespace, ELF dependency check.
+    # The driver image build (driverimage/): private mount namespace, ELF dependency check.
     "unshare": "util-linux",
     "readelf": "binutils",
 }
@@ -146,6 +146,11 @@ def go_module_requirements() -> dict[str, dict[str, str]]:
     (``require``) and ``replace:<module path>`` to the replacement version.
     """
     staging = f"v{staging_version()}"
+    # Go kubelet plugins on the upstream helper library: the test plugin and the bench baseline.
+    kubelet_plugin = {
+        f"k8s.io/{m}": staging
+        for m in ("dynamic-resource-allocation", "client-go", "api", "apimachinery")
+    }
     k8s: dict[str, str] = {"k8s.io/kubernetes": f"v{KUBERNETES}"}
     for name in STAGING_MODULES:
         k8s[f"replace:k8s.io/{name}"] = staging
@@ -153,10 +158,8 @@ def go_module_requirements() -> dict[str, dict[str, str]]:
         "localcluster/k8sbuild": k8s,
         "localcluster/corednsbuild": {"github.com/coredns/coredns": f"v{COREDNS}"},
         "localcluster/helmbuild": {"helm.sh/helm/v3": f"v{HELM}"},
-        "tests/cluster/draplugin": {
-            f"k8s.io/{m}": staging
-            for m in ("dynamic-resource-allocation", "client-go", "api", "apimachinery")
-        },
+        "tests/cluster/draplugin": kubelet_plugin,
+        "bench/gobaseline": kubelet_plugin,
     }
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from space_dra.contract import DEFAULT_DRIVER_NAME
 from space_dra.kube_memory import MemoryKube
-from space_dra.plugin.driver import DriverOptions
+from space_dra.plugin.options import DriverOptions
 from space_dra.plugin.server import PluginOptions, PluginServer
 from space_dra.proto.dra.v1 import api_pb2 as v1
 

@@ -597,7 +597,7 @@ async def test_health_stream_reports_prepared_devices(harness: Harness) -> None:
 
 
 def test_rolling_update_socket_names_fit_grpc_limits_with_kubelet_paths() -> None:
-    from space_dra.plugin.server import MAX_SOCKET_PATH, socket_paths
+    from space_dra.kubeletplugin.sockets import MAX_SOCKET_PATH, socket_paths
 
     pod_uid = "78115f7e-8669-4c64-9098-57ec6249219f"
     paths = socket_paths(
@@ -645,4 +645,6 @@ async def test_per_claim_locks_do_not_accumulate(harness: Harness) -> None:
     unknown = [("default", f"x{i}", new_uid()) for i in range(50)]
     await harness.kubelet.prepare(("default", "test-claim", good), *unknown)
     await harness.kubelet.unprepare(("default", "test-claim", good), *unknown)
-    assert harness.server.driver._locks == {}
+    # The refresh loop must take the very locks the layer serialises prepares with.
+    assert harness.server.kubelet.claim_locks is harness.server.driver.claim_locks
+    assert len(harness.server.driver.claim_locks) == 0

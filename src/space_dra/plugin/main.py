@@ -7,9 +7,10 @@ import logging
 from pathlib import Path
 
 from space_dra.kube import cluster_ca, connect
+from space_dra.kubeletplugin import run_until_signalled
 from space_dra.logs import log_event
-from space_dra.plugin.driver import DriverOptions
-from space_dra.plugin.server import PluginOptions, PluginServer, run_until_signalled
+from space_dra.plugin.options import DriverOptions
+from space_dra.plugin.server import PluginOptions, PluginServer
 
 log = logging.getLogger(__name__)
 

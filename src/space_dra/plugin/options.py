@@ -1,0 +1,25 @@
+"""The namespace driver's settings, read by its plan and its state alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DriverOptions:
+    driver_name: str
+    cdi_dir: Path
+    artifact_dir: Path
+    checkpoint_path: Path
+    ca_pem: bytes
+    # Replaces the server URL the controller recorded (for nodes that reach the
+    # API server differently from the rest of the cluster).
+    server_override: str | None = None
+    # How long prepare waits for the controller's record; well inside the
+    # kubelet's 45 s timeout so the kubelet gets our error, not its own.
+    wait_timeout: float = 20.0
+    # Refresh a token once this fraction of its lifetime has passed.
+    refresh_fraction: float = 0.8
+    # Token lifetime when no NamespaceConfig sets one (policy bounds still apply).
+    default_token_seconds: int = 3600
