@@ -28,27 +28,54 @@ Judge = Callable[[list[dict[str, Any]]], list[list[str]]]
 pytestmark = pytest.mark.timeout(1500)
 
 
+Run = Callable[[list[schema_cel.Validation], list[dict[str, Any]]], dict[str, Any]]
+
+
 @pytest.fixture(scope="module")
-def admission() -> Judge:
+def vapcheck() -> Run:
     if shutil.which("go") is None:
         pytest.skip("the Go toolchain is needed to build tests/vapcheck")
     binary = build(REPO / "tests" / "vapcheck", "vapcheck")
 
-    def judge(objects: list[dict[str, Any]]) -> list[list[str]]:
+    def run(
+        validations: list[schema_cel.Validation], objects: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         spec = {
             "variables": [asdict(v) for v in schema_cel.variables(DEFAULT_DRIVER_NAME)],
-            "validations": [asdict(v) for v in schema_cel.validations(DEFAULT_DRIVER_NAME)],
+            "validations": [asdict(v) for v in validations],
             "objects": objects,
         }
         result = subprocess.run(
             [str(binary)], input=json.dumps(spec), capture_output=True, text=True, check=True
         )
-        output = json.loads(result.stdout)
+        output: dict[str, Any] = json.loads(result.stdout)
+        return output
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def admission(vapcheck: Run) -> Judge:
+    """The chart's policy: the denial messages for each object."""
+
+    def judge(objects: list[dict[str, Any]]) -> list[list[str]]:
+        output = vapcheck(schema_cel.validations(DEFAULT_DRIVER_NAME), objects)
         assert output["compileErrors"] == []
         denied: list[list[str]] = [r["denied"] for r in output["results"]]
         return denied
 
     return judge
+
+
+def test_the_checker_reports_what_the_api_server_would_refuse(vapcheck: Run) -> None:
+    broken = schema_cel.Validation("variables.ours.all(p, p.role.matches('['))", "bad regex")
+    untyped = schema_cel.Validation("variables.ours.size()", "not a bool")
+    output = vapcheck([broken, untyped], [])
+    assert len(output["compileErrors"]) == 2, output
+    # An expression that fails at runtime denies the request (failurePolicy: Fail).
+    failing = schema_cel.Validation("variables.ours.all(p, p.role == 1 / 0)", "never")
+    [denied] = vapcheck([failing], [claim(doc(role="admin"))])["results"]
+    assert denied["denied"] and "never" not in denied["denied"][0]
 
 
 def _opaque(parameters: Any, driver: str = DEFAULT_DRIVER_NAME) -> dict[str, Any]:
