@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from space_dra.config import Policy
 
 
 @dataclass(frozen=True)
@@ -26,3 +28,6 @@ class DriverOptions:
     refresh_fraction: float = 0.8
     # Token lifetime when no NamespaceConfig sets one (policy bounds still apply).
     default_token_seconds: int = 3600
+    # The installation's policy (the same file the controller reads), so a claim's
+    # settings resolve here exactly as they did in the controller.
+    policy: Policy = field(default_factory=Policy)
