@@ -306,6 +306,28 @@ def build_parser() -> argparse.ArgumentParser:
         "seconds between full resyncs and garbage-collection sweeps",
         float,
     )
+    _add(
+        controller,
+        "--dns-namespace-selector",
+        "SPACE_DRA_DNS_NAMESPACE_SELECTOR",
+        "kubernetes.io/metadata.name=kube-system",
+        "labels (k=v,...) of the namespace of the cluster DNS pods, the only DNS a deny-all "
+        "namespace may use",
+    )
+    _add(
+        controller,
+        "--dns-pod-selector",
+        "SPACE_DRA_DNS_POD_SELECTOR",
+        "k8s-app=kube-dns",
+        "labels (k=v,...) of the cluster DNS pods",
+    )
+    _add(
+        controller,
+        "--dns-cidrs",
+        "SPACE_DRA_DNS_CIDRS",
+        "",
+        "comma-separated CIDRs of DNS servers that are not pods (allowed as well)",
+    )
     _add(controller, "--workers", "SPACE_DRA_WORKERS", "8", "claims reconciled concurrently", int)
     _add(
         controller,

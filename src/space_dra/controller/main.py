@@ -84,6 +84,7 @@ class Controller:
             token_minter_cluster_role=options.token_minter_cluster_role,
             pod_api_server=self.server,
             policy=options.policy,
+            dns=options.dns,
         )
         reconciler = Reconciler(
             self.kube,

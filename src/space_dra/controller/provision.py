@@ -38,7 +38,12 @@ from space_dra.contract import (
     RecordError,
     device_label,
 )
-from space_dra.controller.manifests import namespace_contents, namespace_object, random_name
+from space_dra.controller.manifests import (
+    DnsServers,
+    namespace_contents,
+    namespace_object,
+    random_name,
+)
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.ownership import Signer
 from space_dra.controller.status import DeviceOutcome, emit_event, write_status
@@ -67,6 +72,7 @@ class ProvisionerOptions:
     rejection_memory_seconds: float = 300.0
     # The installation's policy; a DeviceClass's can only narrow it.
     policy: Policy = field(default_factory=Policy)
+    dns: DnsServers = field(default_factory=DnsServers)
 
 
 class ClaimGone(Exception):
@@ -342,6 +348,7 @@ class Provisioner:
             settings,
             self.options.plugin_service_account,
             self.options.token_minter_cluster_role,
+            self.options.dns,
         )
         # The objects are independent of each other: apply them concurrently.
         await asyncio.gather(*(self.kube.apply(obj) for obj in contents))
