@@ -26,6 +26,7 @@ from space_dra.kubeletplugin import (
     ClaimLocks,
     DeviceHealth,
     GroupCommit,
+    HealthStatus,
 )
 from space_dra.logs import log_event
 from space_dra.metrics import CHECKPOINT_RECOVERIES, PREPARED_CLAIMS, TOKEN_REFRESHES
@@ -92,7 +93,8 @@ class NodeState:
                     device.layout.artifact_dir_name, FILES
                 ):
                     message = f"credential files for claim {claim.uid} are missing"
-                report.append(DeviceHealth(device.pool, device.device, not message, message))
+                status = HealthStatus.UNHEALTHY if message else HealthStatus.HEALTHY
+                report.append(DeviceHealth(device.pool, device.device, status, message))
         return report
 
     # -- prepare ---------------------------------------------------------------------
