@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -121,10 +122,11 @@ def dirs() -> Iterator[Dirs]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-async def harness(dirs: Dirs) -> AsyncIterator[Harness]:
-    kube = MemoryKube()
-    server = PluginServer(kube, dirs.options())
+@contextlib.asynccontextmanager
+async def serving(dirs: Dirs, kube: Any = None, **driver_overrides: Any) -> AsyncIterator[Harness]:
+    """A started plugin with ``driver_overrides`` on its DriverOptions."""
+    kube = kube if kube is not None else MemoryKube()
+    server = PluginServer(kube, dirs.options(**driver_overrides))
     await server.start()
     harness = Harness(dirs, kube, server, Kubelet(server.paths.dra))
     try:
@@ -133,3 +135,9 @@ async def harness(dirs: Dirs) -> AsyncIterator[Harness]:
         # Tests may restart the plugin and swap these out.
         await harness.kubelet.close()
         await harness.server.stop()
+
+
+@pytest.fixture
+async def harness(dirs: Dirs) -> AsyncIterator[Harness]:
+    async with serving(dirs) as started:
+        yield started

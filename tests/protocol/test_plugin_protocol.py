@@ -21,7 +21,7 @@ from space_dra.proto.dra.v1beta1 import api_pb2 as v1beta1
 from space_dra.proto.dra_health.v1 import api_pb2 as health_v1
 from space_dra.proto.dra_health.v1alpha1 import api_pb2 as health_v1alpha1
 from space_dra.proto.pluginregistration import api_pb2 as reg
-from tests.protocol.conftest import Dirs, Harness, Kubelet
+from tests.protocol.conftest import Dirs, Harness, Kubelet, serving
 from tests.support.claims import (
     SERVER,
     failed_device,
@@ -553,7 +553,13 @@ async def test_corrupt_checkpoint_is_moved_aside_and_rebuilt_from_cdi_specs(
     assert list(harness.dirs.artifacts.iterdir()) == []
 
 
-async def test_token_is_rotated_before_expiry_through_the_same_directory(harness: Harness) -> None:
+async def test_token_is_rotated_before_expiry_through_the_same_directory(dirs: Dirs) -> None:
+    # Credential checks (every minute by default) would re-mint first; this is the lifetime rule.
+    async with serving(dirs, credential_check_interval=7200) as harness:
+        await _rotated_before_expiry(harness)
+
+
+async def _rotated_before_expiry(harness: Harness) -> None:
     uid = add_ready_claim(harness)
     await harness.kubelet.prepare(("default", "test-claim", uid))
     directory = harness.dirs.artifacts / uid
