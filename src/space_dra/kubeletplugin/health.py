@@ -81,9 +81,11 @@ class _HealthStream:
     async def NodeWatchResources(  # noqa: N802 - gRPC method name
         self, request: Any, context: Any
     ) -> AsyncIterator[Any]:
+        changes = self.reporter.health_changes
         while True:
+            seen = changes.version
             yield self.snapshot()
-            await self.reporter.health_changes.wait(HEALTH_TIMEOUT_SECONDS / 2)
+            await changes.wait(HEALTH_TIMEOUT_SECONDS / 2, since=seen)
 
 
 class DeviceHealthServiceV1(_HealthStream, health_v1_grpc.DRAResourceHealthServicer):

@@ -80,11 +80,13 @@ class ClaimMonitor:
 
     async def run(self) -> None:
         """Check claims as they fall due, for ever; new claims wake it."""
+        interval = self.options.health_check_interval
         while True:
+            seen = self.state.changed.version
             try:
                 wait = await self.check_due()
             except Exception:
                 # Health must keep flowing whatever one round hit.
                 log.exception("claim_monitor_failed")
-                wait = self.options.health_check_interval
-            await self.state.changed.wait(min(max(wait, 0.05), self.options.health_check_interval))
+                wait = interval
+            await self.state.changed.wait(min(max(wait, 0.05), interval), since=seen)

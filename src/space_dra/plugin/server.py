@@ -79,6 +79,7 @@ class PluginServer:
         # An unexpected error must not end the loop for good: every token on the node
         # would then expire unrefreshed.
         while True:
+            seen = self.driver.health_changes.version
             try:
                 next_due = await self.driver.refresh_due()
             except Exception:
@@ -86,7 +87,7 @@ class PluginServer:
                 next_due = 5.0
             # New claims wake it (their checks are scheduled from then on). The floor only
             # guards against a hot loop: failed requests back off.
-            await self.driver.health_changes.wait(min(max(next_due, 0.05), 30.0))
+            await self.driver.health_changes.wait(min(max(next_due, 0.05), 30.0), since=seen)
 
     async def stop(self) -> None:
         log_event(log, logging.INFO, "plugin_stopping")
