@@ -152,7 +152,7 @@ def test_revoked_token_minting_shows_unhealthy_then_healthy_once_restored(
     print(allocated_resources_status(local_cluster, workspace, "client"))
     message = unhealthy.get("message", "")
     assert message.startswith(f"cannot refresh the credentials for namespace {namespace}"), message
-    assert f"the last {FAILURE_THRESHOLD} attempts failed" in message
+    assert f"{FAILURE_THRESHOLD} attempts in a row failed" in message
     assert "forbidden" in message.lower()
     restored_by_someone = local_cluster.kubectl_result(
         "get", "rolebinding", TOKEN_MINTER_BINDING, "-n", namespace

@@ -188,7 +188,7 @@ async def test_refused_token_requests_turn_unhealthy_past_the_threshold_then_rec
     [(_, _, message)] = await streams.until(health_is("Unhealthy"))
     assert flaky.failed_token_requests >= THRESHOLD, "not before the threshold"
     assert message.startswith(
-        f"cannot refresh the credentials for namespace ns-a: the last {THRESHOLD} attempts failed"
+        f"cannot refresh the credentials for namespace ns-a: {THRESHOLD} attempts in a row failed"
     )
     assert "cannot create token for ns-a/space-user" in message
 

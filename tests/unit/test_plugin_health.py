@@ -30,6 +30,7 @@ from space_dra.plugin.health import (
     Verdict,
     claim_verdicts,
     classify,
+    describe,
     jittered,
     judge,
     retry_delay,
@@ -218,7 +219,9 @@ def judged(watch: DeviceWatch, device: Any = None, files_complete: bool = True) 
 
 
 def failing(times: int, error: Any) -> DeviceWatch:
-    return DeviceWatch(mint_failures=times, mint_failure=classify(error), mint_error=str(error))
+    return DeviceWatch(
+        mint_failures=times, mint_failure=classify(error), mint_error=describe(error)
+    )
 
 
 def test_no_evidence_against_a_device_is_healthy() -> None:
@@ -229,7 +232,7 @@ def test_refused_token_requests_turn_unhealthy_at_the_threshold_with_one_stable_
     assert judged(failing(THRESHOLD - 1, REFUSED)).status is HEALTHY
     at = judged(failing(THRESHOLD, REFUSED))
     assert at.status is UNHEALTHY
-    assert f"the last {THRESHOLD} attempts failed" in at.message
+    assert f"{THRESHOLD} attempts in a row failed" in at.message
     assert "cannot create resource" in at.message
     assert "RoleBinding" in at.message
     assert judged(failing(THRESHOLD + 5, REFUSED)) == at, "no counter in the message"
@@ -272,7 +275,7 @@ def test_claim_reads_failing_past_the_threshold_are_unknown_until_one_succeeds()
     watch.claim_failures = THRESHOLD
     verdict = judged(watch)
     assert verdict.status is UNKNOWN
-    assert "reads of ResourceClaim default/test-claim failed" in verdict.message
+    assert "reads in a row of ResourceClaim default/test-claim failed" in verdict.message
 
 
 def test_the_most_specific_cause_wins() -> None:
@@ -336,7 +339,7 @@ def test_the_book_schedules_checks_and_backs_off_after_failures() -> None:
     book.mint_failed(uid, 0, REFUSED)
     assert book.next_attempt(uid, 0, token_due_at=0) == clock.now + 10
     [(_, report)] = list(book.report({uid: claim}, lambda _: True))
-    assert report.status is UNHEALTHY and "the last 2 attempts failed" in report.message
+    assert report.status is UNHEALTHY and "2 attempts in a row failed" in report.message
 
     book.minted(uid, 0)
     [(_, report)] = list(book.report({uid: claim}, lambda _: True))
@@ -382,3 +385,40 @@ async def test_a_change_between_looking_and_waiting_is_not_lost() -> None:
     started = time.monotonic()
     await changes.wait(0.05, since=changes.version)
     assert time.monotonic() - started >= 0.04, "no change: waits its time"
+
+
+def test_a_failure_only_escalates_until_a_token_is_minted() -> None:
+    clock = Clock()
+    book = book_with(clock, health_failure_threshold=THRESHOLD)
+    uid = new_uid()
+    claim = prepared_claim(uid)
+    book.track(claim, just_prepared=True)
+
+    def health() -> Verdict:
+        [(_, item)] = list(book.report({uid: claim}, lambda _: True))
+        return Verdict(item.status, item.message)
+
+    # Terminating, then refused once its RoleBindings are gone: still gone, no flap.
+    book.mint_failed(uid, 0, TERMINATING)
+    gone = health()
+    assert gone.status is UNHEALTHY
+    book.mint_failed(uid, 0, REFUSED)
+    assert health() == gone
+    book.minted(uid, 0)
+    assert health().status is HEALTHY
+    # Refused past the threshold, then the API server goes away: still Unhealthy.
+    for _ in range(THRESHOLD):
+        book.mint_failed(uid, 0, REFUSED)
+    refused = health()
+    assert refused.status is UNHEALTHY
+    book.mint_failed(uid, 0, UNREACHABLE)
+    assert health() == refused
+
+
+def test_only_a_plain_refusal_gets_the_rbac_hint() -> None:
+    assert describe(REFUSED).endswith(
+        "(the namespace may have been deleted, or the RoleBinding that lets this node mint "
+        "tokens there removed)"
+    )
+    assert describe(TERMINATING) == str(TERMINATING)
+    assert describe(OSError(28, "No space left on device")) == "[Errno 28] No space left on device"

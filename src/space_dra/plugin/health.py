@@ -45,14 +45,16 @@ _TERMINATING = "because it is being terminated"
 
 
 class Failure(Enum):
-    """What a failed token request (or credential write) says about the namespace."""
+    """What a failed token request (or credential write) says about the namespace,
+    least severe first: until a request succeeds, a device's failure only escalates, so
+    a namespace seen terminating does not look merely refused at the next attempt."""
 
-    GONE = "gone"
-    """Its ServiceAccount is gone, or it is being deleted: Unhealthy at once."""
-    BROKEN = "broken"
-    """Refused, or the files cannot be written: Unhealthy past the threshold."""
-    UNREACHABLE = "unreachable"
+    UNREACHABLE = 1
     """No verdict from the API server: Unknown past the threshold."""
+    BROKEN = 2
+    """Refused, or the files cannot be written: Unhealthy past the threshold."""
+    GONE = 3
+    """Its ServiceAccount is gone, or it is being deleted: Unhealthy at once."""
 
 
 def classify(error: KubeError | OSError) -> Failure:
@@ -65,6 +67,16 @@ def classify(error: KubeError | OSError) -> Failure:
         # being deleted; a 403 all the same, so a changed wording only delays the verdict.
         return Failure.GONE if _TERMINATING in str(error) else Failure.BROKEN
     return Failure.UNREACHABLE
+
+
+def describe(error: KubeError | OSError) -> str:
+    """The error for a health message, with what a refusal can mean here."""
+    if isinstance(error, Forbidden) and classify(error) is Failure.BROKEN:
+        return (
+            f"{error} (the namespace may have been deleted, or the RoleBinding that lets "
+            "this node mint tokens there removed)"
+        )
+    return str(error)
 
 
 @dataclass(frozen=True)
@@ -177,15 +189,13 @@ def judge(
     if watch.mint_failures >= threshold:
         if watch.mint_failure is Failure.BROKEN:
             return _unhealthy(
-                f"cannot refresh the credentials for namespace {namespace}: the last "
-                f"{threshold} attempts failed, the last with: {watch.mint_error} (the "
-                "namespace may have been deleted, or the RoleBinding that lets this node "
-                "mint tokens there removed)"
+                f"cannot refresh the credentials for namespace {namespace}: "
+                f"{threshold} attempts in a row failed: {watch.mint_error}"
             )
         return Verdict(
             HealthStatus.UNKNOWN,
-            f"cannot tell whether namespace {namespace} is usable: the last {threshold} "
-            f"attempts to refresh its credentials failed, the last with: {watch.mint_error}",
+            f"cannot tell whether namespace {namespace} is usable: {threshold} attempts "
+            f"in a row to refresh its credentials failed: {watch.mint_error}",
         )
     if not files_complete:
         return _unhealthy(f"credential files for namespace {namespace} are missing on this node")
@@ -194,8 +204,8 @@ def judge(
     if watch.claim_failures >= threshold:
         return Verdict(
             HealthStatus.UNKNOWN,
-            f"cannot tell whether namespace {namespace} is usable: the last {threshold} reads "
-            f"of {claim_display} failed, the last with: {watch.claim_error}",
+            f"cannot tell whether namespace {namespace} is usable: {threshold} reads in a "
+            f"row of {claim_display} failed: {watch.claim_error}",
         )
     return healthy(namespace)
 
@@ -270,8 +280,10 @@ class HealthBook:
         watch = self._watch(uid, index)
         if watch is not None:
             watch.mint_failures += 1
-            watch.mint_failure = classify(error)
-            watch.mint_error = str(error)
+            failure = classify(error)
+            if watch.mint_failure is None or failure.value >= watch.mint_failure.value:
+                watch.mint_failure = failure
+                watch.mint_error = describe(error)
             watch.next_mint = self.clock() + retry_delay(
                 watch.mint_failures, self.options.credential_check_interval
             )
