@@ -9,7 +9,7 @@ PY     := $(BIN)/python
 # Markers that need the local cluster; everything else is unit/protocol and runs in seconds.
 CLUSTER_MARKERS := cluster or integration or e2e or reliability or security
 
-.PHONY: venv lint test test-fast test-cluster proto proto-check cluster-up cluster-down cluster-logs driver-image demo bench clean
+.PHONY: venv lint test test-fast test-cluster proto proto-check schema cluster-up cluster-down cluster-logs driver-image demo bench clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -23,6 +23,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_layering.py
+	$(PY) tools/genschema.py --check
 
 ## The README's test command: lint, then fast tests, then the real-cluster suites.
 test: lint test-fast test-cluster
@@ -40,6 +41,11 @@ proto: venv
 
 proto-check: venv
 	$(PY) tools/genproto.py --check
+
+## values.yaml, values.schema.json, the admission CEL, docs/configuration.md and the README's
+## NamespaceConfig example, from src/space_dra/schema.py and schema_values.py.
+schema: venv
+	$(PY) tools/genschema.py
 
 cluster-up: venv
 	$(PY) -m localcluster up

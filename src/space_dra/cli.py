@@ -127,7 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _common(plugin)
-    _add(plugin, "--node-name", "NODE_NAME", "", "this node's name (for logs)")
+    _add(
+        plugin,
+        "--node-name",
+        "NODE_NAME",
+        "",
+        "this node's name: minted tokens are bound to this Node (required in a cluster)",
+    )
     _add(
         plugin,
         "--plugins-dir",

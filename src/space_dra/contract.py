@@ -1,18 +1,22 @@
-"""The contract between the controller and the kubelet plugin.
+"""The contract between the controller, the kubelet plugin and whoever inspects them.
 
 Only the controller provisions; the plugin only reads what the controller recorded.
 The record lives in the claim's ``status.devices[]`` entry for each allocated
 device of our driver: ``data`` names the namespace, its ServiceAccount and the API
 server URL pods should use, and the ``NamespaceReady`` / ``NamespaceFailed``
-conditions say whether it can be used. Both sides import this module so the
-field names, condition types and labels exist exactly once.
+conditions say whether it can be used. Namespaces the controller creates carry
+its labels, and the objects inside them have fixed names. Both components, the
+tests and the benchmarks import this module so the field names, condition types,
+labels and object names exist exactly once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.resource_v1 import ResourceClaim
 
 DEFAULT_DRIVER_NAME = "space.resource.example.com"
@@ -38,6 +42,21 @@ POD_CLAIM_NAME_ANNOTATION = "resource.kubernetes.io/pod-claim-name"
 # The ServiceAccount the controller creates in every ephemeral namespace. It is
 # constant so one ClusterRole can name it in resourceNames for token minting.
 WORKLOAD_SERVICE_ACCOUNT = "space-user"
+
+# The controller's name: the value of the managed-by label on everything it creates,
+# its server-side apply field manager and the source of its Events.
+CONTROLLER_NAME = "space-dra-controller"
+MANAGED_BY_VALUE = CONTROLLER_NAME
+
+# What the controller creates inside every ephemeral namespace, by name: RoleBindings
+# of the workload ServiceAccount to the allowed role, and of the plugin's
+# ServiceAccount to the token-minting ClusterRole; the config's quota, limits and
+# network policy.
+WORKLOAD_BINDING = "space-user"
+TOKEN_MINTER_BINDING = "space-dra-token-minter"  # noqa: S105 - a RoleBinding name
+QUOTA_NAME = "space-quota"
+LIMITS_NAME = "space-limits"
+NETWORK_POLICY_NAME = "space-isolation"
 
 
 class RecordError(ValueError):
@@ -87,6 +106,11 @@ class DeviceRef:
     share_id: str | None = None
 
 
+def device_label(device: DeviceRef) -> str:
+    """Which of its claim's devices a namespace is for: the value of its device label."""
+    return f"{device.pool}.{device.device}"
+
+
 @dataclass(frozen=True)
 class DeviceState:
     """The controller's view of one allocated device, read back from claim status."""
@@ -125,6 +149,56 @@ class ManagementLabels:
     @property
     def prefix(self) -> str:
         return f"{self.driver}/"
+
+    @property
+    def managed(self) -> dict[str, str]:
+        """The label selector for everything the controller created."""
+        return {self.managed_by: MANAGED_BY_VALUE}
+
+    @property
+    def selector(self) -> str:
+        """:attr:`managed` as a ``kubectl -l`` argument."""
+        return f"{self.managed_by}={MANAGED_BY_VALUE}"
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class NamespaceView:
+    """Read-only accessors over a Namespace the controller manages, for one driver.
+
+    Missing metadata reads as empty (a Namespace without our labels has no claim UID),
+    so callers never unpack optional fields.
+    """
+
+    name: str
+    uid: str
+    claim_uid: str
+    device: str
+    signature: str | None
+    deleting: bool
+    created: datetime
+
+    @classmethod
+    def of(cls, namespace: Namespace, labels: ManagementLabels) -> NamespaceView:
+        meta = namespace.metadata
+        ours = (meta.labels if meta else None) or {}
+        annotations = (meta.annotations if meta else None) or {}
+        return cls(
+            name=(meta.name if meta else None) or "",
+            uid=(meta.uid if meta else None) or "",
+            claim_uid=ours.get(labels.claim_uid, ""),
+            device=ours.get(labels.device, ""),
+            signature=annotations.get(labels.ownership),
+            deleting=bool(meta and meta.deletionTimestamp),
+            created=(meta.creationTimestamp if meta else None) or _EPOCH,
+        )
+
+    @property
+    def age_key(self) -> tuple[datetime, str]:
+        """Oldest first; the name breaks ties."""
+        return (self.created, self.name)
 
 
 class ClaimView:

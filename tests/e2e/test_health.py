@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from localcluster import ClusterHandle
+from space_dra.contract import TOKEN_MINTER_BINDING
 from tests.support.chart import ChartRelease
 from tests.support.workloads import claim_manifest, pod_manifest, wait_claim_ready
 
@@ -45,7 +46,6 @@ RETRY_SECONDS = min(5, CREDENTIAL_CHECK_INTERVAL)
 REFUSED_WITHIN = CREDENTIAL_CHECK_INTERVAL * 1.2 + RETRY_SECONDS * FAILURE_THRESHOLD + 10
 # The next retry succeeds, then the kubelet.
 RECOVERED_WITHIN = CREDENTIAL_CHECK_INTERVAL * 1.2 + 10
-TOKEN_MINTER_BINDING = "space-dra-token-minter"
 JSONPATH = "{.status.containerStatuses[*].allocatedResourcesStatus}"
 
 

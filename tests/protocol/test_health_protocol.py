@@ -51,11 +51,13 @@ class FlakyKube:
             raise self.claim_error
         return await self.inner.get_claim(namespace, name)
 
-    async def create_token(self, namespace: str, service_account: str, seconds: int) -> IssuedToken:
+    async def create_token(
+        self, namespace: str, service_account: str, seconds: int, binding: Any = None
+    ) -> IssuedToken:
         try:
             if self.token_error is not None:
                 raise self.token_error
-            return await self.inner.create_token(namespace, service_account, seconds)
+            return await self.inner.create_token(namespace, service_account, seconds, binding)
         except KubeError:
             self.failed_token_requests += 1
             raise

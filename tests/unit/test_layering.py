@@ -56,10 +56,7 @@ MAX_LINES = 400
 # Hand-written modules in src/ over MAX_LINES today, each with its line count as a ceiling: they
 # may only shrink. An entry goes when its module is split (the test fails while a stale entry
 # stays, so the list cannot outlive the problem).
-OVERSIZE_CEILINGS: dict[str, int] = {
-    "src/space_dra/config.py": 475,
-    "src/space_dra/controller/reconciler.py": 528,
-}
+OVERSIZE_CEILINGS: dict[str, int] = {}
 
 
 def generated(path: Path) -> bool:

@@ -417,8 +417,8 @@ def test_a_failure_only_escalates_until_a_token_is_minted() -> None:
 
 def test_only_a_plain_refusal_gets_the_rbac_hint() -> None:
     assert describe(REFUSED).endswith(
-        "(the namespace may have been deleted, or the RoleBinding that lets this node mint "
-        "tokens there removed)"
+        "(the namespace may have been deleted, or the RoleBinding space-dra-token-minter "
+        "that lets this node mint tokens there removed)"
     )
     assert describe(TERMINATING) == str(TERMINATING)
     assert describe(OSError(28, "No space left on device")) == "[Errno 28] No space left on device"

@@ -130,8 +130,11 @@ class NamespaceDriver:
         if known is not None:
             await self.state.repair(known)
             return self._response_devices(self.state.prepared[claim.uid])
-        plan = await self.planner.plan(claim)
-        prepared = await self.state.materialise(claim, plan)
+        # One budget for waiting on the controller and on the node's authorization to
+        # mint (see NodeState.mint), well inside the kubelet's own timeout.
+        deadline = self._now() + self.options.wait_timeout
+        plan = await self.planner.plan(claim, deadline)
+        prepared = await self.state.materialise(claim, plan, deadline)
         log_event(
             log,
             logging.INFO,

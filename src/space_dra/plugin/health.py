@@ -28,7 +28,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
-from space_dra.contract import CONDITION_HEALTHY, CONDITION_READY, ClaimView, RecordError
+from space_dra.contract import (
+    CONDITION_HEALTHY,
+    CONDITION_READY,
+    TOKEN_MINTER_BINDING,
+    ClaimView,
+    RecordError,
+)
 from space_dra.kube import Forbidden, KubeError, NotFound
 from space_dra.kubeletplugin import DeviceHealth, HealthStatus
 from space_dra.plugin.checkpoint import PreparedClaim, PreparedDevice
@@ -73,8 +79,8 @@ def describe(error: KubeError | OSError) -> str:
     """The error for a health message, with what a refusal can mean here."""
     if isinstance(error, Forbidden) and classify(error) is Failure.BROKEN:
         return (
-            f"{error} (the namespace may have been deleted, or the RoleBinding that lets "
-            "this node mint tokens there removed)"
+            f"{error} (the namespace may have been deleted, or the RoleBinding "
+            f"{TOKEN_MINTER_BINDING} that lets this node mint tokens there removed)"
         )
     return str(error)
 

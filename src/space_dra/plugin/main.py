@@ -34,6 +34,7 @@ async def run(args: argparse.Namespace) -> int:
                 if args.checkpoint
                 else plugins_dir / args.driver_name / "checkpoint.json",
                 ca_pem=ca_pem,
+                node_name=args.node_name,
                 server_override=args.api_server_url or None,
                 wait_timeout=args.wait_timeout,
                 default_token_seconds=args.token_lifetime,

@@ -13,6 +13,9 @@ class DriverOptions:
     artifact_dir: Path
     checkpoint_path: Path
     ca_pem: bytes
+    # Tokens are bound to this Node object and minted with this node's authorization
+    # (the API server lets a node mint only for claims with a pod on it).
+    node_name: str = ""
     # Replaces the server URL the controller recorded (for nodes that reach the
     # API server differently from the rest of the cluster).
     server_override: str | None = None

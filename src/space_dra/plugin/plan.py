@@ -36,9 +36,9 @@ class Planner:
         self.options = options
         self.clock = clock
 
-    async def plan(self, claim: Claim) -> list[PlannedDevice]:
-        """Read the claim, check it is ours, and wait for the controller's records."""
-        deadline = self.clock() + self.options.wait_timeout
+    async def plan(self, claim: Claim, deadline: float) -> list[PlannedDevice]:
+        """Read the claim, check it is ours, and wait (until ``deadline`` on the plan's
+        clock) for the controller's records."""
         delay = 0.05
         while True:
             view = await self._fetch(claim)

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from space_dra import faults
-from space_dra.kube import KubeAPI, KubeError
+from space_dra.contract import ManagementLabels
+from space_dra.kube import Forbidden, KubeAPI, KubeError, TokenBinding
 from space_dra.kubeletplugin import (
     ArtifactStore,
     ChangeSignal,
@@ -56,6 +57,7 @@ class NodeState:
         self.kube = kube
         self.options = options
         self.clock = clock
+        self.labels = ManagementLabels(options.driver_name)
         self.cdi = namespace_specs(options.cdi_dir, options.driver_name)
         self.artifacts = ArtifactStore(options.artifact_dir)
         self.checkpoint = open_checkpoint(options.checkpoint_path)
@@ -127,14 +129,17 @@ class NodeState:
 
     # -- prepare ---------------------------------------------------------------------
 
-    async def materialise(self, claim: Claim, plan: list[PlannedDevice]) -> PreparedClaim:
+    async def materialise(
+        self, claim: Claim, plan: list[PlannedDevice], deadline: float
+    ) -> PreparedClaim:
         tokens = await asyncio.gather(
             *(
-                self._mint(
+                self.mint(
                     claim.uid,
                     p.record.namespace,
                     p.record.service_account,
                     p.token_expiration_seconds,
+                    deadline,
                 )
                 for p in plan
             )
@@ -171,20 +176,55 @@ class NodeState:
         self.publish_health()
         return prepared
 
-    async def _mint(
-        self, claim_uid: str, namespace: str, service_account: str, lifetime: int
+    async def mint(
+        self,
+        claim_uid: str,
+        namespace: str,
+        service_account: str,
+        lifetime: int,
+        deadline: float | None = None,
     ) -> tuple[str, float, float]:
+        """A token for the namespace's ServiceAccount, bound to this node; raises ClaimError.
+
+        The API server lets this node mint only once the controller has recorded a pod
+        of the claim on it, which can lag the kubelet's call by a moment, and only for a
+        namespace made for this very claim (the claim UID travels on the request). So a
+        refusal is retried until ``deadline``; without one (background refresh), once.
+        """
         try:
-            return await self._request_token(namespace, service_account, lifetime)
+            return await self._request_token(
+                claim_uid, namespace, service_account, lifetime, deadline
+            )
         except KubeError as exc:
             raise ClaimError(f"claim {claim_uid}: {exc}") from None
 
     async def _request_token(
-        self, namespace: str, service_account: str, lifetime: int
+        self,
+        claim_uid: str,
+        namespace: str,
+        service_account: str,
+        lifetime: int,
+        deadline: float | None = None,
     ) -> tuple[str, float, float]:
-        issued_at = self.clock()
-        token = await self.kube.create_token(namespace, service_account, lifetime)
-        return token.token, issued_at, token.expires_at.timestamp()
+        """:meth:`mint`, raising the API server's KubeError (the health book reads it)."""
+        binding = (
+            TokenBinding(self.options.node_name, {self.labels.claim_uid: claim_uid})
+            if self.options.node_name
+            else None
+        )
+        delay = 0.02
+        while True:
+            issued_at = self.clock()
+            try:
+                token = await self.kube.create_token(namespace, service_account, lifetime, binding)
+            except Forbidden:
+                remaining = (deadline - self.clock()) if deadline is not None else 0.0
+                if remaining <= 0:
+                    raise
+                await asyncio.sleep(min(delay, remaining))
+                delay = min(delay * 2, 1.0)
+                continue
+            return token.token, issued_at, token.expires_at.timestamp()
 
     def _publish(self, device: PreparedDevice, token: str) -> None:
         files = render(
@@ -233,6 +273,7 @@ class NodeState:
                 continue
             try:
                 token, issued_at, expires_at = await self._request_token(
+                    claim.uid,
                     device.record.namespace,
                     device.record.service_account,
                     device.token_expiration_seconds,
