@@ -95,6 +95,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     _add(
         parser,
+        "--policy-file",
+        "SPACE_DRA_POLICY_FILE",
+        "",
+        "YAML file with the installation's policy (the chart's policy values); it applies to "
+        "every claim whatever its DeviceClass, and a DeviceClass's policy can only narrow it",
+        shown="the built-in policy",
+    )
+    _add(
+        parser,
         "--http-address",
         "SPACE_DRA_HTTP_ADDRESS",
         "0.0.0.0",  # noqa: S104 - probes and scrapes come from other pods

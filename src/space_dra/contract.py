@@ -147,6 +147,21 @@ class ManagementLabels:
         return f"{self.driver}/ownership"
 
     @property
+    def nodes(self) -> str:
+        """Namespace annotation: the nodes whose plugin may mint tokens in it."""
+        return f"{self.driver}/nodes"
+
+    @property
+    def max_token_seconds(self) -> str:
+        """Namespace annotation: the longest token lifetime its policy allows."""
+        return f"{self.driver}/max-token-seconds"
+
+    @property
+    def network_policy(self) -> str:
+        """Namespace label: the NetworkPolicy mode it was given (none, deny-ingress, ...)."""
+        return f"{self.driver}/network-policy"
+
+    @property
     def prefix(self) -> str:
         return f"{self.driver}/"
 
@@ -179,6 +194,8 @@ class NamespaceView:
     signature: str | None
     deleting: bool
     created: datetime
+    # The nodes allowed to mint tokens in it (see controller.consumers).
+    nodes: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, namespace: Namespace, labels: ManagementLabels) -> NamespaceView:
@@ -193,6 +210,7 @@ class NamespaceView:
             signature=annotations.get(labels.ownership),
             deleting=bool(meta and meta.deletionTimestamp),
             created=(meta.creationTimestamp if meta else None) or _EPOCH,
+            nodes=frozenset(filter(None, annotations.get(labels.nodes, "").split(","))),
         )
 
     @property

@@ -59,9 +59,21 @@ def namespace_object(
     claim_ref: str,
     device: DeviceRef,
     settings: Settings,
+    max_token_seconds: int | None = None,
 ) -> Namespace:
-    """The Namespace as we create it: management labels, Pod Security, signature."""
+    """The Namespace as we create it: management labels, Pod Security, signature.
+
+    The network-policy label and the token-lifetime annotation are what the chart's
+    admission policies read to stop the workload from undoing its isolation or minting
+    tokens that outlive the policy.
+    """
     level = settings.pod_security
+    annotations = {
+        labels.claim_ref: claim_ref,
+        labels.ownership: signer.sign(name, claim_uid, device_label(device)),
+    }
+    if max_token_seconds is not None:
+        annotations[labels.max_token_seconds] = str(max_token_seconds)
     return Namespace(
         metadata=ObjectMeta(
             name=name,
@@ -73,11 +85,9 @@ def namespace_object(
                 "pod-security.kubernetes.io/enforce-version": "latest",
                 "pod-security.kubernetes.io/audit": level,
                 "pod-security.kubernetes.io/warn": level,
+                labels.network_policy: settings.network_policy,
             },
-            annotations={
-                labels.claim_ref: claim_ref,
-                labels.ownership: signer.sign(name, claim_uid, device_label(device)),
-            },
+            annotations=annotations,
         )
     )
 

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from space_dra.config import Policy, load_policy_file
+
 _ATTRIBUTE_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z_][A-Za-z0-9_]{0,31}$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -71,6 +73,8 @@ class ControllerOptions:
     kubeconfig: str | None = None
     http_address: str = "0.0.0.0"  # noqa: S104 - probes and scrapes come from other pods
     http_port: int = 8080
+    # The installation's policy: every claim is judged within it (see config.resolve).
+    policy: Policy = field(default_factory=Policy)
 
     def __post_init__(self) -> None:
         if not _DNS_SUBDOMAIN.match(self.driver) or len(self.driver) > 63:
@@ -129,7 +133,12 @@ class ControllerOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace, hostname: str) -> ControllerOptions:
         """From ``space-dra controller``'s parsed flags; ``hostname`` is the default identity."""
+        try:
+            policy = load_policy_file(args.policy_file)
+        except ValueError as exc:
+            raise OptionsError(f"--policy-file: {exc}") from None
         return cls(
+            policy=policy,
             driver=args.driver_name,
             namespace=args.namespace,
             identity=args.identity or hostname,

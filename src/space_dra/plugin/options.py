@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from space_dra.config import Policy
 
 
 @dataclass(frozen=True)
@@ -36,3 +38,6 @@ class DriverOptions:
     # Failed token requests (or claim reads) in a row before a device turns Unhealthy
     # (requests refused) or Unknown (API server unreachable).
     health_failure_threshold: int = 3
+    # The installation's policy (the same file the controller reads), so a claim's
+    # settings resolve here exactly as they did in the controller.
+    policy: Policy = field(default_factory=Policy)
