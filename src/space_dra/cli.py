@@ -58,6 +58,20 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     _add(parser, "--driver-name", "DRIVER_NAME", DEFAULT_DRIVER_NAME, "DRA driver name")
     _add(
@@ -203,6 +217,32 @@ def build_parser() -> argparse.ArgumentParser:
         "20",
         "seconds prepare waits for the controller to make a namespace ready (< the kubelet's 45)",
         float,
+    )
+    _add(
+        plugin,
+        "--health-check-interval",
+        "SPACE_DRA_HEALTH_CHECK_INTERVAL",
+        "10",
+        "seconds between reads of each prepared claim for its device health (jittered +-20 %%)",
+        _positive,
+    )
+    _add(
+        plugin,
+        "--credential-check-interval",
+        "SPACE_DRA_CREDENTIAL_CHECK_INTERVAL",
+        "60",
+        "re-mint each prepared device's token at least every this many seconds (jittered), "
+        "which is how a deleted namespace or a revoked minting RoleBinding is noticed",
+        _positive,
+    )
+    _add(
+        plugin,
+        "--health-failure-threshold",
+        "SPACE_DRA_HEALTH_FAILURE_THRESHOLD",
+        "3",
+        "failed token requests (or claim reads) in a row before a device is reported "
+        "Unhealthy (refused) or Unknown (API server unreachable)",
+        _at_least_one,
     )
     _add(
         plugin,

@@ -320,6 +320,30 @@ VALUES: Final = Group(
                     "deviceClass.create=false; otherwise defaults.tokenExpirationSeconds "
                     "applies).",
                 ),
+                Group(
+                    "health",
+                    (
+                        Value(
+                            "checkInterval",
+                            seconds(),
+                            10,
+                            "Seconds between reads of each prepared claim (jittered).",
+                        ),
+                        Value(
+                            "credentialCheckInterval",
+                            seconds(),
+                            60,
+                            "Most seconds between token requests per device (jittered).",
+                        ),
+                        Value(
+                            "failureThreshold",
+                            integer(1),
+                            3,
+                            "Failures in a row before Unhealthy (refused) or Unknown.",
+                        ),
+                    ),
+                    "Device health in pods' allocatedResourcesStatus (docs/health.md).",
+                ),
                 Value("metricsPort", port(), 8081, "Port of /metrics and /healthz."),
                 *_scheduling(
                     "kubelet plugin",
