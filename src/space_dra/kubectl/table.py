@@ -115,12 +115,18 @@ def _flow(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _unavailable(part: Part[Any], indent: str) -> list[str] | None:
+def _section(
+    part: Part[Any],
+    header: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    indent: str = INDENT,
+    nothing: str = NONE,
+) -> list[str]:
+    """The rows that could be read, then why the others could not; ``nothing`` if neither."""
+    lines = columns(header, rows, indent) if part.items else []
     if part.error:
-        return [f"{indent}{part.error}"]
-    if not part.items:
-        return [f"{indent}{NONE}"]
-    return None
+        lines.append(f"{indent}{part.error}")
+    return lines or [f"{indent}{nothing}"]
 
 
 def _policy(policy: RequestPolicy) -> list[str]:
@@ -137,13 +143,12 @@ def _policy(policy: RequestPolicy) -> list[str]:
 def _namespace(ns: NamespaceDetail, now: datetime) -> list[str]:
     pairs = [("Phase", ns.phase or "<cannot read the Namespace>")]
     if ns.expires_at is not None:
-        pairs.append(("Expires", state_text(READY, None, ns.expires_at, now)))
+        when = ns.expires_at
+        relative = f"in {age(now, when)}" if when > now else f"{age(when, now)} ago"
+        pairs.append(("Expires", f"{timestamp(when)} ({relative})"))
     lines = [f"Namespace {ns.name}:", *_fields(pairs, INDENT), f"{INDENT}Objects:"]
-    empty = _unavailable(ns.objects, INDENT * 2)
-    if empty is not None:
-        return lines + empty
     rows = [[o.kind, o.name, o.detail, o.purpose] for o in ns.objects.items]
-    return lines + columns(["KIND", "NAME", "DETAIL", "PURPOSE"], rows, INDENT * 2)
+    return lines + _section(ns.objects, ["KIND", "NAME", "DETAIL", "PURPOSE"], rows, INDENT * 2)
 
 
 def describe_text(detail: ClaimDetail, now: datetime) -> str:
@@ -179,23 +184,20 @@ def describe_text(detail: ClaimDetail, now: datetime) -> str:
         lines += ["", *_namespace(ns, now)]
 
     lines += ["", "Pods:"]
-    lines += _unavailable(detail.pods, INDENT) or columns(
-        ["NAME", "PHASE"], [[p.name, p.phase] for p in detail.pods.items], INDENT
+    lines += _section(
+        detail.pods, ["NAME", "PHASE"], [[p.name, p.phase] for p in detail.pods.items]
     )
     lines += ["", "Health:"]
-    if detail.pods.items and not detail.health.items and not detail.health.error:
-        lines.append(f"{INDENT}{NONE} reported (the kubelet reports it from Kubernetes 1.36 on)")
-    else:
-        lines += _unavailable(detail.health, INDENT) or columns(
-            ["POD", "CONTAINER", "RESOURCE", "HEALTH", "MESSAGE"],
-            [
-                [h.pod, h.container, h.resource, h.health, h.message or ""]
-                for h in detail.health.items
-            ],
-            INDENT,
-        )
+    lines += _section(
+        detail.health,
+        ["POD", "CONTAINER", "RESOURCE", "HEALTH", "MESSAGE"],
+        [[h.pod, h.container, h.resource, h.health, h.message or ""] for h in detail.health.items],
+        # The kubelet reports device health in pod status from Kubernetes 1.36 on.
+        nothing=f"{NONE} reported by the kubelet" if detail.pods.items else NONE,
+    )
     lines += ["", "Events:"]
-    lines += _unavailable(detail.events, INDENT) or columns(
+    lines += _section(
+        detail.events,
         ["LAST SEEN", "TYPE", "REASON", "MESSAGE"],
         [
             [
@@ -206,6 +208,5 @@ def describe_text(detail: ClaimDetail, now: datetime) -> str:
             ]
             for e in detail.events.items
         ],
-        INDENT,
     )
     return "\n".join(line.rstrip() for line in lines) + "\n"
