@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from space_dra.kube import Forbidden
 from space_dra.kube_memory import MemoryKube
 from space_dra.kubectl.cli import Options, Result, run_describe, run_list
 from space_dra.kubectl.fetch import FetchError
-from space_dra.kubectl.table import columns, human_duration
+from space_dra.kubectl.table import age, columns, human_duration, timestamp
 from tests.unit import kubectl_scene as scene
 
 GOLDEN = Path(__file__).parent / "golden" / "kubectl_space"
@@ -162,3 +163,10 @@ def test_columns_are_as_wide_as_their_widest_cell() -> None:
         "A           LONG HEADER   Z",
         "wide cell   x             last one",
     ]
+
+
+def test_times_are_shown_in_utc() -> None:
+    plus_one = timezone(timedelta(hours=1))
+    assert timestamp(datetime(2026, 1, 1, 1, 0, tzinfo=plus_one)) == "2026-01-01T00:00:00Z"
+    assert timestamp(datetime(2026, 1, 1, 1, 0)) == "2026-01-01T01:00:00Z"
+    assert age(datetime(2026, 1, 1, 1, 0, tzinfo=plus_one), datetime(2026, 1, 1, 0, 5)) == "5m"

@@ -8,7 +8,7 @@ its own section instead of being left out silently.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -53,12 +53,16 @@ def _two(big: int, big_unit: str, small: int, small_unit: str) -> str:
     return f"{big}{big_unit}{small}{small_unit}" if small else f"{big}{big_unit}"
 
 
+def _utc(when: datetime) -> datetime:
+    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def age(when: datetime | None, now: datetime) -> str:
-    return human_duration((now - when).total_seconds()) if when else "<unknown>"
+    return human_duration((_utc(now) - _utc(when)).total_seconds()) if when else "<unknown>"
 
 
 def timestamp(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _utc(when).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def columns(header: Sequence[str], rows: Iterable[Sequence[str]], indent: str = "") -> list[str]:
