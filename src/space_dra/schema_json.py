@@ -15,7 +15,8 @@ from typing import Any, Final, assert_never
 import yaml
 
 from space_dra import schema
-from space_dra.schema_values import VALUES, Group, Json, Value
+from space_dra.schema_types import Json
+from space_dra.schema_values import VALUES, Group, Value
 
 JSON_SCHEMA_DIALECT: Final = "http://json-schema.org/draft-07/schema#"
 GENERATED_BY: Final = "tools/genschema.py from src/space_dra/schema.py and schema_values.py"

@@ -20,19 +20,29 @@ from typing import Any, Final
 
 from space_dra import schema
 from space_dra.contract import DEFAULT_DRIVER_NAME
-from space_dra.quantity import NON_NEGATIVE_QUANTITY_PATTERN
-
-Json = dict[str, Any]
-
-# A DNS subdomain (RFC 1123), as Kubernetes object names and DRA driver names are.
-DNS_SUBDOMAIN: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-DNS_LABEL: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-# What the controller's --device-attributes accepts (not "index": the controller sets it).
-ATTRIBUTE_NAME: Final = "([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z_][A-Za-z0-9_]{0,31}"
-LOG_FORMATS: Final = ("text", "json")
-LOG_LEVELS: Final = ("debug", "info", "warning", "error")
-BINDING_CONDITIONS: Final = ("auto", "on", "off")
-PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
+from space_dra.schema_types import (
+    AFFINITY,
+    ATTRIBUTES,
+    BINDING_CONDITIONS,
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    PULL_POLICIES,
+    RESOURCES,
+    TOLERATIONS,
+    Json,
+    array,
+    boolean,
+    choice,
+    closed,
+    integer,
+    path,
+    port,
+    seconds,
+    string_map,
+    text,
+)
 
 
 @dataclass(frozen=True)
@@ -52,111 +62,6 @@ class Group:
     name: str
     children: tuple[Value | Group, ...]
     doc: str = ""
-
-
-def text(pattern: str | None = None, *, empty: bool = False, max_length: int = 253) -> Json:
-    """A string; ``empty``: also the empty string (meaning "the default")."""
-    result: Json = {"type": "string", "maxLength": max_length}
-    if not empty:
-        result["minLength"] = 1
-    if pattern:
-        result["pattern"] = f"^({pattern})?$" if empty else f"^{pattern}$"
-    return result
-
-
-def choice(options: tuple[str, ...]) -> Json:
-    return {"type": "string", "enum": list(options)}
-
-
-def boolean() -> Json:
-    return {"type": "boolean"}
-
-
-def integer(minimum: int, maximum: int | None = None) -> Json:
-    """An integer, or its digits as a string (``--set-string``; range then not checked)."""
-    result: Json = {"type": ["integer", "string"], "minimum": minimum}
-    if maximum is not None:
-        result["maximum"] = maximum
-    result["pattern"] = "^[1-9][0-9]*$" if minimum >= 1 else "^[0-9]+$"
-    return result
-
-
-def seconds(maximum: float | None = None) -> Json:
-    """A positive number of seconds, or its digits as a string."""
-    result: Json = {"type": ["number", "string"], "exclusiveMinimum": 0}
-    if maximum is not None:
-        result["exclusiveMaximum"] = maximum
-    result["pattern"] = "^[0-9]+([.][0-9]+)?$"
-    return result
-
-
-def port() -> Json:
-    return integer(1, 65535)
-
-
-def path() -> Json:
-    return text("(/[^/]+)+")
-
-
-def string_map() -> Json:
-    return {"type": "object", "additionalProperties": {"type": "string"}}
-
-
-def closed(properties: Json, required: tuple[str, ...] = ()) -> Json:
-    result: Json = {"type": "object", "properties": properties, "additionalProperties": False}
-    if required:
-        result["required"] = list(required)
-    return result
-
-
-def array(items: Json) -> Json:
-    return {"type": "array", "items": items}
-
-
-QUANTITY_MAP: Final = {
-    "type": "object",
-    "additionalProperties": {
-        "type": ["string", "number"],
-        "pattern": f"^{NON_NEGATIVE_QUANTITY_PATTERN}$",
-        "minimum": 0,
-    },
-}
-RESOURCES: Final = closed(
-    {
-        "requests": QUANTITY_MAP,
-        "limits": QUANTITY_MAP,
-        "claims": array(closed({"name": text(), "request": text()}, required=("name",))),
-    }
-)
-TOLERATIONS: Final = array(
-    closed(
-        {
-            "key": text(max_length=316),
-            "operator": choice(("Exists", "Equal")),
-            "value": text(empty=True, max_length=63),
-            "effect": choice(("NoSchedule", "PreferNoSchedule", "NoExecute")),
-            "tolerationSeconds": {"type": "integer"},
-        }
-    )
-)
-# Kubernetes' Affinity is large and checked by the API server; only its shape here.
-AFFINITY: Final = closed(
-    {
-        "nodeAffinity": {"type": "object"},
-        "podAffinity": {"type": "object"},
-        "podAntiAffinity": {"type": "object"},
-    }
-)
-ATTRIBUTES: Final = {
-    "type": "object",
-    # The controller sets "index" itself.
-    "properties": {"index": {"not": {}, "description": "reserved: the slot's number"}},
-    # Strings go into a comma-separated flag: no "," in them.
-    "patternProperties": {
-        f"^{ATTRIBUTE_NAME}$": {"type": ["string", "integer", "boolean"], "pattern": "^[^,]*$"}
-    },
-    "additionalProperties": False,
-}
 
 
 def _scheduling(
@@ -276,8 +181,66 @@ VALUES: Final = Group(
         ),
         Group(
             "admissionPolicy",
-            (Value("enabled", boolean(), True, "Install the ValidatingAdmissionPolicy."),),
-            "Reject invalid NamespaceConfig in claims, templates and DeviceClasses at admission.",
+            (
+                Value(
+                    "enabled",
+                    boolean(),
+                    True,
+                    "Install the ValidatingAdmissionPolicies: NamespaceConfig structure, and the "
+                    "tenancy guarantees of docs/security.md (node-scoped token minting, token "
+                    "lifetimes, protected namespace contents, claim size and nesting, the "
+                    "controller's reach). Turning this off removes those guarantees.",
+                ),
+            ),
+            "What the API server enforces at admission, whatever our code does.",
+        ),
+        Group(
+            "ownershipKey",
+            (
+                Value(
+                    "existingSecret",
+                    text(DNS_SUBDOMAIN, empty=True),
+                    "",
+                    "A Secret in the release namespace holding the key (field hmac-key, 32 "
+                    "bytes or more) that signs the namespaces the controller creates. Empty: "
+                    "the controller creates <fullname>-ownership on its first start; it is not "
+                    "part of the rendered manifests, so rendering twice gives the same output "
+                    "and upgrades, GitOps and uninstall keep it.",
+                ),
+            ),
+            "The key that proves a namespace was made by this controller (only signed "
+            "namespaces are ever deleted).",
+        ),
+        Group(
+            "networkPolicy",
+            (
+                Group(
+                    "dns",
+                    (
+                        Value(
+                            "namespaceSelector",
+                            string_map(),
+                            {"kubernetes.io/metadata.name": "kube-system"},
+                            "Labels of the namespace the cluster DNS pods run in.",
+                        ),
+                        Value(
+                            "podSelector",
+                            string_map(),
+                            {"k8s-app": "kube-dns"},
+                            "Labels of the cluster DNS pods.",
+                        ),
+                        Value(
+                            "cidrs",
+                            array(text("[0-9a-fA-F:.]+/[0-9]{1,3}", max_length=64)),
+                            [],
+                            "Addresses of a DNS server that does not run as a pod (CIDRs).",
+                        ),
+                    ),
+                    "Where pods of a deny-all namespace may send DNS queries (port 53): only "
+                    "there, not to any address.",
+                ),
+            ),
+            "The NetworkPolicies the controller puts into namespaces.",
         ),
         Value("logFormat", choice(LOG_FORMATS), "text", "Log encoding of both components."),
         Value("logLevel", choice(LOG_LEVELS), "info", "Log level of both components."),
@@ -356,6 +319,30 @@ VALUES: Final = Group(
                     "Token lifetime when no NamespaceConfig sets one (only with "
                     "deviceClass.create=false; otherwise defaults.tokenExpirationSeconds "
                     "applies).",
+                ),
+                Group(
+                    "health",
+                    (
+                        Value(
+                            "checkInterval",
+                            seconds(),
+                            10,
+                            "Seconds between reads of each prepared claim (jittered).",
+                        ),
+                        Value(
+                            "credentialCheckInterval",
+                            seconds(),
+                            60,
+                            "Most seconds between token requests per device (jittered).",
+                        ),
+                        Value(
+                            "failureThreshold",
+                            integer(1),
+                            3,
+                            "Failures in a row before Unhealthy (refused) or Unknown.",
+                        ),
+                    ),
+                    "Device health in pods' allocatedResourcesStatus (docs/health.md).",
                 ),
                 Value("metricsPort", port(), 8081, "Port of /metrics and /healthz."),
                 *_scheduling(

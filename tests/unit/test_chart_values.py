@@ -41,8 +41,10 @@ def render(*args: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def the(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    [doc] = [doc for doc in docs if doc["kind"] == kind]
+def the(docs: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
+    [doc] = [
+        doc for doc in docs if doc["kind"] == kind and doc["metadata"]["name"].endswith(name_suffix)
+    ]
     return doc
 
 
@@ -88,7 +90,7 @@ def test_device_class_carries_set_values_with_their_types() -> None:
 
 def test_rendered_admission_policy_is_the_generated_one() -> None:
     """tests/unit/test_admission_cel.py runs schema_cel's checks; these are what ships."""
-    policy = the(render(), "ValidatingAdmissionPolicy")["spec"]
+    policy = the(render(), "ValidatingAdmissionPolicy", "-namespace-config")["spec"]
     assert policy["variables"] == [
         {"name": v.name, "expression": v.expression}
         for v in schema_cel.variables(DEFAULT_DRIVER_NAME)

@@ -24,14 +24,8 @@ from space_dra.config import (
     resolve,
 )
 from space_dra.schema_doc import README_BEGIN, example_yaml
-from space_dra.schema_values import (
-    BINDING_CONDITIONS,
-    LOG_FORMATS,
-    LOG_LEVELS,
-    VALUES,
-    Group,
-    Value,
-)
+from space_dra.schema_types import BINDING_CONDITIONS, LOG_FORMATS, LOG_LEVELS
+from space_dra.schema_values import VALUES, Group, Value
 from tests.support.claims import namespace_config as doc
 from tests.support.gotools import REPO
 from tests.support.hostdriver import CHART
@@ -115,18 +109,20 @@ def test_reference_documents_every_field_and_value() -> None:
     reference = (REPO / "docs" / "configuration.md").read_text()
     for item in (*schema.SETTINGS, *schema.POLICY):
         assert f"#### `{item.name}`" in reference
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
 
-    def leaves(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    def leaves(group: Group, prefix: str = "") -> list[str]:
         names = []
-        for key, value in tree.items():
-            if isinstance(value, dict) and key not in ("attributes", "resources") and value:
-                names += leaves(value, f"{prefix}{key}.")
+        for child in group.children:
+            if isinstance(child, Group):
+                names += leaves(child, f"{prefix}{child.name}.")
             else:
-                names.append(f"{prefix}{key}")
+                names.append(f"{prefix}{child.name}")
         return names
 
-    for name in leaves(values):
+    names = leaves(VALUES)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert {name.split(".")[0] for name in names} == set(values)
+    for name in names:
         assert f"| `{name}` |" in reference, name
 
 
