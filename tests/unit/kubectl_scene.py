@@ -17,11 +17,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import yaml
 from lightkube import codecs
-from lightkube.resources.core_v1 import Event, Pod
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import ConfigMap, Event, Pod
 from lightkube.resources.resource_v1 import ResourceClaim
 
-from space_dra.config import SOURCE_CLAIM, SOURCE_CLASS, ConfigError, resolve
+from space_dra.config import SOURCE_CLAIM, SOURCE_CLASS, ConfigError, load_policy, resolve
 from space_dra.contract import (
     CONTROLLER_NAME,
     DEFAULT_DRIVER_NAME,
@@ -39,6 +41,12 @@ from tests.support.controller import PLUGIN_SERVICE_ACCOUNT, SIGNER, TOKEN_MINTE
 DRIVER = DEFAULT_DRIVER_NAME
 LABELS = ManagementLabels(DRIVER)
 NOW = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
+# The installation's policy (the chart's policy values, in its ConfigMap): the class narrows it.
+INSTALLATION_POLICY = {
+    "minPodSecurity": "restricted",
+    "allowedNetworkPolicies": ["deny-ingress", "deny-all"],
+}
+POLICY_CONFIG_MAP = ("space-dra", "space-dra-policy")
 CLASS_POLICY = namespace_config(
     policy={"allowedRoles": ["edit", "view"], "allowedNetworkPolicies": ["deny-ingress"]}
 )
@@ -47,7 +55,10 @@ CLASS_POLICY = namespace_config(
 def refusal(claim_config: dict[str, Any]) -> str:
     """What the controller records when it refuses ``claim_config`` under CLASS_POLICY."""
     try:
-        resolve([(SOURCE_CLASS, CLASS_POLICY), (SOURCE_CLAIM, namespace_config(**claim_config))])
+        resolve(
+            [(SOURCE_CLASS, CLASS_POLICY), (SOURCE_CLAIM, namespace_config(**claim_config))],
+            installation=load_policy(INSTALLATION_POLICY),
+        )
     except ConfigError as exc:
         return str(exc)
     raise AssertionError(f"{claim_config} is allowed")
@@ -111,7 +122,10 @@ def provisioned(
     """The namespace and its objects, as the controller makes them for ``made_for``."""
     assert made_for.metadata is not None
     # Resolved as the controller resolves them.
-    settings = resolve(ClaimView(made_for, DRIVER).opaque_configs("space")).settings
+    settings = resolve(
+        ClaimView(made_for, DRIVER).opaque_configs("space"),
+        installation=load_policy(INSTALLATION_POLICY),
+    ).settings
     namespace = namespace_object(
         LABELS,
         SIGNER,
@@ -236,6 +250,12 @@ def with_expiry(device: dict[str, Any], when: str) -> dict[str, Any]:
 
 def build() -> MemoryKube:
     kube = MemoryKube()
+    kube.put(
+        ConfigMap(
+            metadata=ObjectMeta(namespace=POLICY_CONFIG_MAP[0], name=POLICY_CONFIG_MAP[1]),
+            data={"policy.yaml": yaml.safe_dump(INSTALLATION_POLICY)},
+        )
+    )
     ready = claim(
         1,
         "team-a",

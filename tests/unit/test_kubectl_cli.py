@@ -259,3 +259,14 @@ def test_an_unreachable_api_server_is_one_line(tmp_path: Path) -> None:
     assert (code, out) == (1, "")
     assert err.startswith("error: cannot list ResourceClaims in namespace default: ")
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("value", ["space-dra", "/x", "x/", "a/b/c"])
+def test_the_policy_configmap_is_namespace_slash_name(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["describe", "x", "--policy-configmap", value])
+    assert "expected NAMESPACE/NAME" in capsys.readouterr().err
+    args = cli.build_parser().parse_args(["describe", "x", "--policy-configmap", "ns/cm"])
+    assert args.policy_configmap == "ns/cm"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from lightkube import codecs
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Event, Namespace, Pod
+from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.rbac_authorization_v1 import RoleBinding
 from lightkube.resources.resource_v1 import ResourceClaim
@@ -63,7 +63,7 @@ async def until_settled(kube: MemoryKube, count: int) -> dict[str, ClaimSummary]
 
 async def detail_of(kube: MemoryKube, namespace: str, name: str) -> ClaimDetail:
     claim = await fetch_claim(kube, namespace, name)
-    return describe(await fetch_details(kube, DRIVER, claim), DRIVER)
+    return describe(await fetch_details(kube, DRIVER, claim, scene.POLICY_CONFIG_MAP), DRIVER)
 
 
 async def test_every_state_of_the_scene() -> None:
@@ -359,3 +359,33 @@ async def test_describe_shows_what_the_real_controller_made_and_refused() -> Non
     assert (
         refusal.summary.message is not None and refusal.policies[0].error in refusal.summary.message
     )
+
+
+async def test_policy_is_resolved_within_the_installation_policy_when_it_can_be_read() -> None:
+    kube = scene.build()
+    detail = await detail_of(kube, "team-a", "ready")
+    assert detail.installation.error is None and detail.installation.policy is not None
+    assert detail.installation.policy["minPodSecurity"] == "restricted"
+    # The class sets no minimum; the installation's raises the default, as the controller does.
+    assert detail.policies[0].settings is not None
+    assert detail.policies[0].settings["podSecurity"] == "restricted"
+
+    kube.fail_next("get", ConfigMap, forbidden("configmaps"))
+    detail = await detail_of(kube, "team-a", "ready")
+    assert detail.installation.error is not None
+    assert detail.installation.error.startswith(
+        "cannot read ConfigMap space-dra/space-dra-policy: configmaps is forbidden"
+    )
+    assert detail.policies[0].settings is not None
+    assert detail.policies[0].settings["podSecurity"] == "baseline"
+
+    kube.put(
+        ConfigMap(
+            metadata=ObjectMeta(namespace="space-dra", name="space-dra-policy"),
+            data={"policy.yaml": "allowedRoles: admin\n"},
+        )
+    )
+    detail = await detail_of(kube, "team-a", "ready")
+    assert detail.installation.error is not None
+    assert detail.installation.error.startswith("cannot use ConfigMap space-dra/space-dra-policy: ")
+    assert "allowedRoles" in detail.installation.error

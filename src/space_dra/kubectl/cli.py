@@ -28,6 +28,8 @@ from space_dra.kubectl.table import describe_text, list_table
 
 PROG = "kubectl space"
 FIELD_MANAGER = "kubectl-space"  # never used to write: the tool only reads
+# <release namespace>/<fullname>-policy for the chart installed as the README does.
+DEFAULT_POLICY_CONFIG_MAP = "space-dra/space-dra-policy"
 HELP_WIDTH = 90
 
 DESCRIPTION = (
@@ -59,6 +61,10 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
     def __init__(self, prog: str) -> None:
         super().__init__(prog, width=HELP_WIDTH, max_help_position=32)
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        # Names like space-dra/space-dra-policy stay whole.
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
     def _format_action_invocation(self, action: argparse.Action) -> str:
         if not action.option_strings or action.nargs == 0:
@@ -148,7 +154,22 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_options()],
     )
     describing.add_argument("claim", metavar="CLAIM", help="the ResourceClaim's name")
+    describing.add_argument(
+        "--policy-configmap",
+        type=_config_map_ref,
+        default=DEFAULT_POLICY_CONFIG_MAP,
+        metavar="NS/NAME",
+        help="the ConfigMap holding the installation's policy, which the controller applies to "
+        "every claim (default: %(default)s, the chart's as the README installs it)",
+    )
     return parser
+
+
+def _config_map_ref(text: str) -> str:
+    namespace, _, name = text.partition("/")
+    if not namespace or not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {text!r}")
+    return text
 
 
 @dataclass(frozen=True)
@@ -156,6 +177,7 @@ class Options:
     driver: str
     device_class: str
     output: str
+    policy_config_map: str = DEFAULT_POLICY_CONFIG_MAP
 
 
 @dataclass(frozen=True)
@@ -192,7 +214,9 @@ async def run_describe(
             f"ResourceClaim {namespace}/{name} is not a claim of {options.driver} "
             f"(its requests name the DeviceClasses: {classes})"
         )
-    detail = describe(await fetch_details(api, options.driver, claim), options.driver)
+    policy_namespace, _, policy_name = options.policy_config_map.partition("/")
+    snapshot = await fetch_details(api, options.driver, claim, (policy_namespace, policy_name))
+    detail = describe(snapshot, options.driver)
     if options.output != "table":
         return Result(dump(describe_document(detail, options.driver), options.output))
     return Result(describe_text(detail, now))
@@ -205,6 +229,7 @@ async def run(args: argparse.Namespace) -> Result:
         driver=driver,
         device_class=getattr(args, "device_class", driver),
         output=getattr(args, "output", "table"),
+        policy_config_map=getattr(args, "policy_configmap", DEFAULT_POLICY_CONFIG_MAP),
     )
     namespace = getattr(args, "namespace", user.namespace)
     api = LightkubeAPI(user.config, FIELD_MANAGER)

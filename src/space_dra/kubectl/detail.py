@@ -1,8 +1,10 @@
 """What ``kubectl space describe`` shows beyond the claim's row: pure functions over a snapshot.
 
 - The policy applied: the claim's opaque configs resolved by :func:`space_dra.config.resolve`
-  exactly as the controller resolves them, so what is shown is what was (or will be) applied,
-  and a refused config shows the controller's own message.
+  exactly as the controller resolves them, within the installation's policy read from the
+  chart's ConfigMap (as the controller reads it from the mounted file), so what is shown is
+  what was (or will be) applied, and a refused config shows the controller's own message.
+  When that ConfigMap cannot be read, the section says so and resolves without it.
 - The objects the controller made in each namespace (found by its managed-by label), with
   what each is for, told by the fixed names in :mod:`space_dra.contract`.
 - The device's health as the kubelet reports it in the consuming pods'
@@ -18,11 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lightkube.resources.core_v1 import Event, Namespace, Pod
+import yaml
+from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Pod
 from lightkube.resources.resource_v1 import ResourceClaim
 
 from space_dra import schema
-from space_dra.config import ConfigError, resolve
+from space_dra.config import ConfigError, Policy, load_policy, resolve
 from space_dra.contract import (
     LIMITS_NAME,
     NETWORK_POLICY_NAME,
@@ -42,6 +45,9 @@ from space_dra.kubectl.model import (
     summarize,
 )
 
+# The key of the chart's policy ConfigMap (deployments/helm/space-dra-driver/templates/policy.yaml).
+POLICY_KEY = "policy.yaml"
+
 PURPOSES: Mapping[tuple[str, str], str] = {
     ("ServiceAccount", WORKLOAD_SERVICE_ACCOUNT): "the pods' identity in the namespace",
     ("RoleBinding", WORKLOAD_BINDING): "the pods' role in the namespace",
@@ -53,6 +59,16 @@ PURPOSES: Mapping[tuple[str, str], str] = {
     ("LimitRange", LIMITS_NAME): "container defaults and limits",
     ("NetworkPolicy", NETWORK_POLICY_NAME): "network isolation",
 }
+
+
+@dataclass(frozen=True)
+class InstallationPolicy:
+    """The policy the controller judges every claim within, read from ``config_map``, or why
+    it could not be read (``error``; the settings are then resolved without it)."""
+
+    config_map: str
+    policy: dict[str, Any] | None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +130,7 @@ class ClaimDetail:
     summary: ClaimSummary
     uid: str
     generated_for: str | None
+    installation: InstallationPolicy
     policies: tuple[RequestPolicy, ...]
     namespaces: tuple[NamespaceDetail, ...]
     pods: Part[PodRow]
@@ -129,7 +146,28 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def request_policies(claim: ResourceClaim, driver: str) -> tuple[RequestPolicy, ...]:
+def _policy_fields(policy: Policy) -> dict[str, Any]:
+    return {f.name: _plain(getattr(policy, f.attr)) for f in schema.POLICY}
+
+
+def installation_policy(
+    part: Part[ConfigMap], where: str
+) -> tuple[Policy | None, InstallationPolicy]:
+    if part.error or not part.items:
+        return None, InstallationPolicy(where, None, part.error or f"ConfigMap {where} not found")
+    text = (part.items[0].data or {}).get(POLICY_KEY)
+    try:
+        if text is None:
+            raise ValueError(f"it has no {POLICY_KEY}")
+        policy = load_policy(yaml.safe_load(text))
+    except (ValueError, yaml.YAMLError) as exc:
+        return None, InstallationPolicy(where, None, f"cannot use ConfigMap {where}: {exc}")
+    return policy, InstallationPolicy(where, _policy_fields(policy))
+
+
+def request_policies(
+    claim: ResourceClaim, driver: str, installation: Policy | None = None
+) -> tuple[RequestPolicy, ...]:
     """One entry per request with devices of ours, in allocation order."""
     view = ClaimView(claim, driver)
     seen: dict[str, RequestPolicy] = {}
@@ -137,14 +175,16 @@ def request_policies(claim: ResourceClaim, driver: str) -> tuple[RequestPolicy, 
         if ref.request in seen:
             continue
         try:
-            resolved = resolve(view.opaque_configs(ref.request), ref.admin_access)
+            resolved = resolve(
+                view.opaque_configs(ref.request), ref.admin_access, installation=installation
+            )
         except ConfigError as exc:
             seen[ref.request] = RequestPolicy(ref.request, None, None, str(exc))
             continue
         seen[ref.request] = RequestPolicy(
             ref.request,
             {f.name: _plain(getattr(resolved.settings, f.attr)) for f in schema.SETTINGS},
-            {f.name: _plain(getattr(resolved.policy, f.attr)) for f in schema.POLICY},
+            _policy_fields(resolved.policy),
         )
     return tuple(seen.values())
 
@@ -298,6 +338,9 @@ def generated_for(claim: ResourceClaim) -> str | None:
 def describe(snapshot: DescribeSnapshot, driver: str) -> ClaimDetail:
     claim = snapshot.claim
     summary = summarize(claim, driver, namespaces_by_name(snapshot.namespaces.items))
+    policy, installation = installation_policy(
+        snapshot.installation, "/".join(snapshot.policy_config_map)
+    )
     health = (
         Part(error=snapshot.pods.error)
         if snapshot.pods.error
@@ -307,7 +350,8 @@ def describe(snapshot: DescribeSnapshot, driver: str) -> ClaimDetail:
         summary=summary,
         uid=(claim.metadata.uid if claim.metadata else None) or "",
         generated_for=generated_for(claim),
-        policies=request_policies(claim, driver),
+        installation=installation,
+        policies=request_policies(claim, driver, policy),
         namespaces=namespace_details(snapshot, driver),
         pods=pod_rows(claim, snapshot.pods),
         health=health,

@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from lightkube.core import resource as lkr
 from lightkube.resources.core_v1 import (
+    ConfigMap,
     Event,
     LimitRange,
     Namespace,
@@ -95,6 +96,9 @@ class DescribeSnapshot:
     objects: dict[str, Part[Any]]
     pods: Part[Pod]
     events: Part[Event]
+    # The installation's policy, as the chart hands it to the controller, and where from.
+    installation: Part[ConfigMap]
+    policy_config_map: tuple[str, str]
 
 
 async def _part(what: str, reads: Any) -> Part[Any]:
@@ -157,12 +161,20 @@ async def _objects_in(api: Reader, driver: str, namespace: str) -> Part[Any]:
     return Part(tuple(obj for part in parts for obj in part.items), "; ".join(errors) or None)
 
 
-async def fetch_details(api: Reader, driver: str, claim: ResourceClaim) -> DescribeSnapshot:
+async def _get(api: Reader, res: type[R], namespace: str, name: str) -> list[R]:
+    return [await api.get(res, name, namespace)]
+
+
+async def fetch_details(
+    api: Reader, driver: str, claim: ResourceClaim, policy_config_map: tuple[str, str]
+) -> DescribeSnapshot:
+    """``policy_config_map``: (namespace, name) of the ConfigMap with the installation's policy."""
     meta = claim.metadata
     namespace = (meta.namespace if meta else None) or ""
     uid = (meta.uid if meta else None) or ""
     provisioned = provisioned_namespaces(claim, driver)
-    namespaces, pods, events, *objects = await asyncio.gather(
+    policy_namespace, policy_name = policy_config_map
+    namespaces, pods, events, installation, *objects = await asyncio.gather(
         _part("the provisioned Namespaces", _get_all(api, Namespace, provisioned, None)),
         _part(
             f"the consuming Pods in {namespace}",
@@ -172,6 +184,10 @@ async def fetch_details(api: Reader, driver: str, claim: ResourceClaim) -> Descr
             f"Events in {namespace}",
             list_in(api, Event, namespace, fields={"involvedObject.uid": uid}),
         ),
+        _part(
+            f"ConfigMap {policy_namespace}/{policy_name}",
+            _get(api, ConfigMap, policy_namespace, policy_name),
+        ),
         *(_objects_in(api, driver, name) for name in provisioned),
     )
     return DescribeSnapshot(
@@ -180,4 +196,6 @@ async def fetch_details(api: Reader, driver: str, claim: ResourceClaim) -> Descr
         objects=dict(zip(provisioned, objects, strict=True)),
         pods=pods,
         events=events,
+        installation=installation,
+        policy_config_map=policy_config_map,
     )

@@ -139,7 +139,7 @@ def _policy(policy: RequestPolicy) -> list[str]:
         return [*lines, f"{INDENT}refused: {policy.error}"]
     lines.append(f"{INDENT}Settings:")
     lines += _fields([(k, _flow(v)) for k, v in policy.settings.items()], INDENT * 2)
-    lines.append(f"{INDENT}Class policy:")
+    lines.append(f"{INDENT}Policy (the installation's, narrowed by the DeviceClass):")
     lines += _fields([(k, _flow(v)) for k, v in policy.policy.items()], INDENT * 2)
     return lines
 
@@ -182,6 +182,14 @@ def describe_text(detail: ClaimDetail, now: datetime) -> str:
     else:
         lines.append(f"{INDENT}{NONE} (not allocated yet; the policy is applied at allocation)")
 
+    if detail.policies:
+        installation = detail.installation
+        lines += ["", f"Installation policy: ConfigMap {installation.config_map}"]
+        if installation.error:
+            lines.append(
+                f"{INDENT}{installation.error}; the settings below are resolved without it "
+                "and may differ from what the controller applied"
+            )
     for policy in detail.policies:
         lines += ["", *_policy(policy)]
     for ns in detail.namespaces:
