@@ -8,8 +8,9 @@ team-a: ``ready`` (two pods, health reported, quota and a NetworkPolicy), ``expi
 (``expiresAt`` in its status data), ``bad-role`` (refused config: Failed), ``waiting`` (not
 allocated yet), and two claims of others that must not show up.
 team-b: ``worker-0-space-7x9kq`` (made from a template for pod ``worker-0``, its namespace
-carries the expiry annotation), ``pair`` (two devices, two namespaces), ``half`` (one device
-ready, one not yet), ``leaving`` (being deleted).
+carries the expiry annotation), ``pair`` (two devices, two namespaces, one reported
+unhealthy by the controller), ``half`` (one device ready, one not yet), ``leaving`` (being
+deleted).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from lightkube.resources.resource_v1 import ResourceClaim
 
 from space_dra.config import SOURCE_CLAIM, SOURCE_CLASS, ConfigError, load_policy, resolve
 from space_dra.contract import (
+    CONDITION_HEALTHY,
     CONTROLLER_NAME,
     DEFAULT_DRIVER_NAME,
     POD_CLAIM_NAME_ANNOTATION,
@@ -35,7 +37,13 @@ from space_dra.contract import (
 from space_dra.controller.manifests import namespace_contents, namespace_object
 from space_dra.kube_memory import MemoryKube
 from space_dra.kubectl.model import EXPIRES_AT_FIELD, expires_at_annotation
-from tests.support.claims import failed_device, make_claim, namespace_config, ready_device
+from tests.support.claims import (
+    condition,
+    failed_device,
+    make_claim,
+    namespace_config,
+    ready_device,
+)
 from tests.support.controller import PLUGIN_SERVICE_ACCOUNT, SIGNER, TOKEN_MINTER_ROLE
 
 DRIVER = DEFAULT_DRIVER_NAME
@@ -243,6 +251,13 @@ def event(
     return result
 
 
+def unhealthy(device: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The controller's word that a namespace it provisioned is no longer usable."""
+    message = f"namespace {device['data']['namespace']} was deleted"
+    device["conditions"].append(condition(CONDITION_HEALTHY, "False", reason, message))
+    return device
+
+
 def with_expiry(device: dict[str, Any], when: str) -> dict[str, Any]:
     device["data"][EXPIRES_AT_FIELD] = when
     return device
@@ -355,7 +370,7 @@ def build() -> MemoryKube:
         devices=[("space", "slot-8"), ("space", "slot-9")],
         status_devices=[
             ready_device("slot-8", "ephemeral-ns-p8p8p"),
-            ready_device("slot-9", "ephemeral-ns-p9p9p"),
+            unhealthy(ready_device("slot-9", "ephemeral-ns-p9p9p"), "NamespaceDeleted"),
         ],
     )
     kube.put(pair)

@@ -14,7 +14,12 @@ from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.rbac_authorization_v1 import RoleBinding
 from lightkube.resources.resource_v1 import ResourceClaim
 
-from space_dra.contract import CONDITION_READY, DEFAULT_DRIVER_NAME, ManagementLabels
+from space_dra.contract import (
+    CONDITION_HEALTHY,
+    CONDITION_READY,
+    DEFAULT_DRIVER_NAME,
+    ManagementLabels,
+)
 from space_dra.kube import Forbidden
 from space_dra.kube_memory import MemoryKube
 from space_dra.kubectl.detail import ClaimDetail, describe, health_rows
@@ -25,6 +30,7 @@ from space_dra.kubectl.model import (
     FAILED,
     PENDING,
     READY,
+    UNHEALTHY,
     ClaimSummary,
     expires_at_annotation,
     parse_time,
@@ -76,7 +82,12 @@ async def test_every_state_of_the_scene() -> None:
         "team-a/waiting": (PENDING, "Unallocated", (), ()),
         "team-b/half": (PENDING, "Provisioning", ("ephemeral-ns-h0h0h",), ()),
         "team-b/leaving": (DELETING, None, ("ephemeral-ns-l2l2l",), ()),
-        "team-b/pair": (READY, None, ("ephemeral-ns-p8p8p", "ephemeral-ns-p9p9p"), ()),
+        "team-b/pair": (
+            UNHEALTHY,
+            "NamespaceDeleted",
+            ("ephemeral-ns-p8p8p", "ephemeral-ns-p9p9p"),
+            (),
+        ),
         "team-b/worker-0-space-7x9kq": (READY, None, ("ephemeral-ns-w7w7w",), ("worker-0",)),
     }
     assert found["team-a/bad-role"].message == scene.BAD_ROLE_MESSAGE
@@ -170,6 +181,28 @@ def test_one_failed_device_fails_the_claim_and_a_malformed_record_is_a_failure()
     row = summarize(make_claim(new_uid(), status_devices=[broken]), DRIVER)
     assert (row.state, row.reason) == (FAILED, "InvalidRecord")
     assert "serviceAccount" in (row.message or "")
+
+
+def test_pending_outranks_unhealthy_and_healthy_again_is_ready() -> None:
+    sick = ready_device("slot-0", "ns-a")
+    sick["conditions"].append(
+        condition(CONDITION_HEALTHY, "False", "NamespaceTerminating", "ns-a is terminating")
+    )
+    devices = [("ns", "slot-0"), ("ns", "slot-1")]
+    row = summarize(make_claim(new_uid(), devices=devices, status_devices=[sick]), DRIVER)
+    assert (row.state, row.reason) == (PENDING, "Provisioning")
+    assert [d.state for d in row.devices] == [UNHEALTHY, PENDING]
+    both = [sick, ready_device("slot-1", "ns-b")]
+    row = summarize(make_claim(new_uid(), devices=devices, status_devices=both), DRIVER)
+    assert (row.state, row.reason, row.message) == (
+        UNHEALTHY,
+        "NamespaceTerminating",
+        "ns-a is terminating",
+    )
+    assert row.namespaces == ("ns-a", "ns-b")
+    sick["conditions"][-1] = condition(CONDITION_HEALTHY, "True", "Healthy")
+    row = summarize(make_claim(new_uid(), devices=devices, status_devices=both), DRIVER)
+    assert row.state == READY
 
 
 async def test_describe_finds_objects_pods_health_and_events() -> None:

@@ -4,8 +4,9 @@ A claim is ours when its allocation holds devices of our driver, or, before allo
 one of its requests names our DeviceClass. Its state comes from the controller's record in
 ``status.devices`` (read through :class:`~space_dra.contract.ClaimView`, as the plugin reads
 it), combined over the claim's devices: one failed device fails the claim, one still being
-provisioned keeps it Pending. Nothing here talks to the API server, so every state is tested
-on plain objects.
+provisioned keeps it Pending, one the controller reports unhealthy (``NamespaceHealthy``
+False: provisioned, then deleted behind its back, say) makes it Unhealthy. Nothing here
+talks to the API server, so every state is tested on plain objects.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Generic, TypeVar
 from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.resource_v1 import ResourceClaim
 
-from space_dra.contract import ClaimView, DeviceRef, RecordError
+from space_dra.contract import CONDITION_HEALTHY, ClaimView, DeviceRef, RecordError
 
 T = TypeVar("T")
 
@@ -30,6 +31,7 @@ EXPIRES_AT_FIELD = "expiresAt"
 
 PENDING = "Pending"
 READY = "Ready"
+UNHEALTHY = "Unhealthy"
 FAILED = "Failed"
 DELETING = "Deleting"
 
@@ -147,12 +149,19 @@ def device_summary(
         )
     name = state.record.namespace
     expires = parse_time(status_data(view.claim, view.driver, ref).get(EXPIRES_AT_FIELD))
-    return replace(
+    ready = replace(
         pending,
         namespace=name,
         state=READY,
+        reason=None,
+        message=None,
         expires_at=expires or namespace_expiry(namespaces.get(name), view.driver),
     )
+    healthy = view.device_conditions(ref).get(CONDITION_HEALTHY)
+    if healthy is not None and healthy.status == "False":
+        # Provisioned, then something happened to it (deleted behind the driver's back...).
+        return replace(ready, state=UNHEALTHY, reason=healthy.reason, message=healthy.message)
+    return ready
 
 
 def _is_pod(entry: Any) -> bool:
@@ -184,9 +193,13 @@ def summarize(
         state, reason, message = PENDING, "Unallocated", "waiting for the scheduler to allocate"
     elif failed is not None:
         state, reason, message = FAILED, failed.reason, failed.message
-    elif any(d.state == PENDING for d in devices):
-        pending = next(d for d in devices if d.state == PENDING)
-        state, reason, message = PENDING, pending.reason, pending.message
+    elif any(d.state in (PENDING, UNHEALTHY) for d in devices):
+        # Pending first: the claim is not usable yet; then Unhealthy: it no longer is.
+        worst = min(
+            (d for d in devices if d.state in (PENDING, UNHEALTHY)),
+            key=lambda d: d.state != PENDING,
+        )
+        state, reason, message = worst.state, worst.reason, worst.message
     else:
         state, reason, message = READY, None, None
     expiries = [d.expires_at for d in devices if d.expires_at is not None]

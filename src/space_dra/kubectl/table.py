@@ -14,7 +14,14 @@ from typing import Any
 import yaml
 
 from space_dra.kubectl.detail import ClaimDetail, NamespaceDetail, RequestPolicy
-from space_dra.kubectl.model import FAILED, READY, ClaimSummary, DeviceSummary, Part
+from space_dra.kubectl.model import (
+    FAILED,
+    READY,
+    UNHEALTHY,
+    ClaimSummary,
+    DeviceSummary,
+    Part,
+)
 
 NONE = "<none>"
 # kubectl's columns: separated by 3 spaces.
@@ -79,8 +86,8 @@ def columns(header: Sequence[str], rows: Iterable[Sequence[str]], indent: str = 
 
 
 def state_text(state: str, reason: str | None, expires_at: datetime | None, now: datetime) -> str:
-    if state == FAILED:
-        return f"{FAILED}: {reason}" if reason else FAILED
+    if state in (FAILED, UNHEALTHY):
+        return f"{state}: {reason}" if reason else state
     if state == READY and expires_at is not None:
         verb = "Expiring at" if expires_at > now else "Expired at"
         return f"{verb} {timestamp(expires_at)}"
@@ -164,7 +171,7 @@ def describe_text(detail: ClaimDetail, now: datetime) -> str:
         )
     state = _claim_state(s, now)
     if s.state != READY and s.message:
-        state += f" ({s.message})" if s.state != FAILED else f": {s.message}"
+        state += f": {s.message}" if s.state in (FAILED, UNHEALTHY) else f" ({s.message})"
     pairs += [
         ("State", state),
         ("Namespaces", ", ".join(s.namespaces) or NONE),
