@@ -147,7 +147,7 @@ def test_json_and_the_namespace_flag(local_cluster: ClusterHandle, claims: dict[
 
 
 def test_describe_shows_policy_objects_health_and_events(
-    local_cluster: ClusterHandle, claims: dict[str, Any]
+    local_cluster: ClusterHandle, installed: ChartRelease, claims: dict[str, Any]
 ) -> None:
     ws = claims["workspace"]
     code, out, err = kubectl_space(local_cluster, "describe", "pair", "-n", ws)
@@ -160,6 +160,12 @@ def test_describe_shows_policy_objects_health_and_events(
     assert "NamespaceProvisioned" in out
     code, out, err = kubectl_space(local_cluster, "describe", "pair", "-n", ws, "-o", "yaml")
     document = yaml.safe_load(out)
+    # The default --policy-configmap is the ConfigMap the chart made for this release.
+    assert (
+        document["installation"]["configMap"]
+        == f"{installed.namespace}/{installed.fullname}-policy"
+    )
+    assert document["installation"]["error"] is None
     assert [n["phase"] for n in document["namespaces"]] == ["Active", "Active"]
     assert document["pods"]["items"] == [{"name": "pair-user", "phase": "Running"}]
     assert all(
