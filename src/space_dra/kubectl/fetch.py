@@ -7,9 +7,9 @@ nothing to show; every other part (namespaces, the objects in them, pods, Events
 on its own, concurrently, and a failure there, most often RBAC, becomes that part's error
 message while the rest still shows.
 
-The adapter's ``list`` covers all namespaces, so a namespace is selected with the
-``metadata.namespace`` field selector: the API server then still asks for list permission at
-the cluster scope. :func:`list_in` is the one place that knows this.
+The adapter's ``list`` selects a namespace with the ``metadata.namespace`` field selector,
+which it sends to that namespace's path: list permission in that namespace is enough.
+:func:`list_in` is the one place that knows this.
 """
 
 from __future__ import annotations
