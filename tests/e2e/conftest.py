@@ -8,7 +8,7 @@ import pytest
 
 from localcluster import ClusterHandle
 from tests.support.chart import ChartRelease
-from tests.support.fixtures import chart, driver_image  # noqa: F401
+from tests.support.fixtures import chart, chart_values, driver_image  # noqa: F401
 
 
 @pytest.fixture

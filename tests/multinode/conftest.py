@@ -16,6 +16,12 @@ from tests.support.fixtures import chart, driver_image  # noqa: F401
 from tests.support.nodes import require_nodes
 
 
+@pytest.fixture(scope="package")
+def chart_values() -> dict[str, str]:
+    # Enough slots for the rolling test's six claims in use at once.
+    return {"pool.size": "8", "controller.resyncPeriod": "10"}
+
+
 @pytest.fixture
 def two_nodes(local_cluster: ClusterHandle) -> tuple[Node, Node]:
     """The first two nodes (the machine's own and the first namespaced one)."""

@@ -61,13 +61,21 @@ def driver_image(local_cluster: ClusterHandle) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="package")
-def chart(local_cluster: ClusterHandle, driver_image: tuple[str, str]) -> Iterator[ChartRelease]:
+def chart_values() -> dict[str, str]:
+    """Helm values of the package's release; a package's conftest may override this fixture."""
+    return {"pool.size": "4", "controller.resyncPeriod": "10"}
+
+
+@pytest.fixture(scope="package")
+def chart(
+    local_cluster: ClusterHandle, driver_image: tuple[str, str], chart_values: dict[str, str]
+) -> Iterator[ChartRelease]:
     """The chart installed as release space-dra (replacing one `make demo` left), removed after."""
     release = ChartRelease(
         local_cluster,
         image=driver_image[0],
         image_digest=driver_image[1],
-        values={"pool.size": "4", "controller.resyncPeriod": "10"},
+        values=dict(chart_values),
     )
     release.uninstall()
     release.install()
