@@ -9,7 +9,7 @@ PY     := $(BIN)/python
 # Markers that need the local cluster; everything else is unit/protocol and runs in seconds.
 CLUSTER_MARKERS := cluster or integration or e2e or reliability or security or multinode
 
-.PHONY: venv lint test test-fast test-cluster test-matrix proto proto-check cluster-up cluster-down cluster-logs driver-image demo bench clean
+.PHONY: venv lint test test-fast test-cluster test-matrix proto proto-check schema cluster-up cluster-down cluster-logs driver-image demo bench clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -17,10 +17,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	touch $@
 
+# Style, types, then the import layering and the module size limit (tests/unit/test_layering.py).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_layering.py
+	$(PY) tools/genschema.py --check
 
 ## The README's test command: lint, then fast tests, then the real-cluster suites.
 test: lint test-fast test-cluster
@@ -43,6 +46,11 @@ proto: venv
 
 proto-check: venv
 	$(PY) tools/genproto.py --check
+
+## values.yaml, values.schema.json, the admission CEL, docs/configuration.md and the README's
+## NamespaceConfig example, from src/space_dra/schema.py and schema_values.py.
+schema: venv
+	$(PY) tools/genschema.py
 
 # SPACE_DRA_K8S_VERSION=1.35 and SPACE_DRA_NODES=3 choose the release and the node count
 # (for cluster-up, demo and test alike; see localcluster/README.md).

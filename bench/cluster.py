@@ -272,16 +272,13 @@ class Bench:
 
         gc_started = time.monotonic()
         self.cluster.kubectl("delete", "resourceclaims", "--all", "-n", BENCH_NS, "--wait=false")
-        selector = f"{LABELS.managed_by}=space-dra-controller"
         while True:
-            items, _ = await self.api.list(
-                Namespace, labels={LABELS.managed_by: "space-dra-controller"}
-            )
+            items, _ = await self.api.list(Namespace, labels=LABELS.managed)
             live = [n for n in items if n.metadata and not n.metadata.deletionTimestamp]
             if not live:
                 break
             if time.monotonic() - gc_started > 120 + count:
-                raise TimeoutError(f"{len(live)} namespaces not deleted ({selector})")
+                raise TimeoutError(f"{len(live)} namespaces not deleted ({LABELS.selector})")
             await asyncio.sleep(0.2)
         gc_span = time.monotonic() - gc_started
         await self._wait_namespaces_gone(count)
@@ -298,9 +295,7 @@ class Bench:
     async def _wait_namespaces_gone(self, count: int) -> None:
         deadline = time.monotonic() + 300 + 2 * count
         while time.monotonic() < deadline:
-            items, _ = await self.api.list(
-                Namespace, labels={LABELS.managed_by: "space-dra-controller"}
-            )
+            items, _ = await self.api.list(Namespace, labels=LABELS.managed)
             if not items:
                 return
             await asyncio.sleep(1)

@@ -4,9 +4,10 @@ The plugin runs in its own process with the in-memory Kubernetes adapter, so thi
 measures the plugin itself (gRPC, files, CDI spec, checkpoint), not an API server.
 Reports p50/p99 of a prepare+unprepare round trip for one claim and for one request
 carrying 100 claims, the same client's cost for two bare gRPC calls to the same server
-(the transport floor), and the plugin's idle RSS; writes bench/results/plugin.json.
+(the transport floor), and the plugin's idle RSS; writes bench/results/plugin.json
+(``--driver twin``: the twin driver on the same layer, bench/results/plugin-twin.json).
 
-    .venv/bin/python -m bench.plugin_roundtrip [--rounds 300]
+    .venv/bin/python -m bench.plugin_roundtrip [--rounds 300] [--driver twin]
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2
 
-from bench.plugin_server import uid
-from space_dra.contract import DEFAULT_DRIVER_NAME
+from bench.plugin_server import DRIVERS, uid
 from space_dra.proto.dra.v1 import api_pb2 as v1
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -108,7 +108,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--driver", choices=sorted(DRIVERS), default="space")
     args = parser.parse_args()
+    driver_name = DRIVERS[args.driver]
     # As in production: CDI specs, artifacts and sockets on tmpfs, the checkpoint on disk.
     root = Path(tempfile.mkdtemp(prefix="sdra-bench-", dir="/dev/shm"))
     state = Path(tempfile.mkdtemp(prefix="sdra-bench-", dir="/var/tmp"))
@@ -123,14 +125,16 @@ def main() -> None:
             str(state),
             "--claims",
             "100",
+            "--driver",
+            args.driver,
         ],
         cwd=Path(__file__).resolve().parent.parent,
         env={**os.environ, "PYTHONPATH": f"src:{os.environ.get('PYTHONPATH', '')}"},
     )
-    socket = root / "plugins" / DEFAULT_DRIVER_NAME / "dra.sock"
+    socket = root / "plugins" / driver_name / "dra.sock"
     try:
         deadline = time.monotonic() + 30
-        while not (root / "registry" / f"{DEFAULT_DRIVER_NAME}-reg.sock").exists():
+        while not (root / "registry" / f"{driver_name}-reg.sock").exists():
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError("plugin did not start")
             time.sleep(0.05)
@@ -147,6 +151,7 @@ def main() -> None:
         shutil.rmtree(state, ignore_errors=True)
     result: dict[str, Any] = {
         "benchmark": "plugin prepare+unprepare round trip over the unix socket (in-memory adapter)",
+        "driver": driver_name,
         "one_claim": summary(single),
         # The same client and server answering two health checks: the part of one_claim
         # that is Python gRPC, not the plugin.
@@ -163,7 +168,8 @@ def main() -> None:
         "cpus": os.cpu_count(),
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "plugin.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = "plugin.json" if args.driver == "space" else f"plugin-{args.driver}.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -69,7 +69,7 @@ HOST_PACKAGES: dict[str, str] = {
     "gcc": "gcc",
     "strip": "binutils",
     "nsenter": "util-linux",
-    # The driver image build (driverimage.py): private mount namespace, ELF dependency check.
+    # The driver image build (driverimage/): private mount namespace, ELF dependency check.
     "unshare": "util-linux",
     "readelf": "binutils",
 }
@@ -88,17 +88,20 @@ def go_module_requirements() -> dict[str, dict[str, str]]:
         for name in release.staging_modules:
             k8s[f"replace:k8s.io/{name}"] = f"v{release.staging_version}"
         modules[release.module_dir] = k8s
-    # The test plugin speaks the kubelet's DRA gRPC API, which every supported release serves in
-    # the same v1 version: one build, pinned to the default release's libraries, runs on all.
+    # Go kubelet plugins on the upstream helper library (the test plugin and the bench baseline)
+    # speak the kubelet's DRA gRPC API, which every supported release serves in the same v1
+    # version: one build, pinned to the default release's libraries, runs on all.
     plugin_libs = f"v{releases.Release(releases.DEFAULT).staging_version}"
+    kubelet_plugin = {
+        f"k8s.io/{m}": plugin_libs
+        for m in ("dynamic-resource-allocation", "client-go", "api", "apimachinery")
+    }
     modules.update(
         {
             "localcluster/corednsbuild": {"github.com/coredns/coredns": f"v{COREDNS}"},
             "localcluster/helmbuild": {"helm.sh/helm/v3": f"v{HELM}"},
-            "tests/cluster/draplugin": {
-                f"k8s.io/{m}": plugin_libs
-                for m in ("dynamic-resource-allocation", "client-go", "api", "apimachinery")
-            },
+            "tests/cluster/draplugin": kubelet_plugin,
+            "bench/gobaseline": dict(kubelet_plugin),
         }
     )
     return modules

@@ -13,83 +13,98 @@ judged the same way on both sides.
 
 from __future__ import annotations
 
-import posixpath
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Final
 
+import yaml
+
+from space_dra import schema
 from space_dra.contract import CONFIG_API_VERSION, CONFIG_KIND
 from space_dra.quantity import parse_quantity
+from space_dra.schema import MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS, POD_SECURITY_LEVELS
+from space_dra.schema_parse import (
+    SOURCE_CLAIM,
+    SOURCE_CLASS,
+    ConfigError,
+    parse_value,
+    safe_key,
+    typename,
+    unknown_field,
+    validate_mount_path,
+)
 
-SOURCE_CLASS: Final = "FromClass"
-SOURCE_CLAIM: Final = "FromClaim"
-
-POD_SECURITY_LEVELS: Final = ("privileged", "baseline", "restricted")
-NETWORK_POLICIES: Final = ("none", "deny-ingress", "deny-all")
-LIMIT_RANGE_KINDS: Final = ("default", "defaultRequest", "max", "min")
-
-# The API server refuses TokenRequests below 10 minutes.
-MIN_TOKEN_SECONDS: Final = 600
-MAX_TOKEN_SECONDS: Final = 7 * 24 * 3600
-
-_DNS_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*)?$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_ROLE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$")
-_RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9./]*[a-z0-9])?$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_MOUNT_PATH = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
-# Mounting over these would break the container or shadow its own credentials.
-_RESERVED_MOUNT_ROOTS: Final = ("/proc", "/sys", "/dev", "/run/secrets", "/var/run/secrets")
-# generateName leaves room for the 5 random characters in a 63-character name.
-MAX_PREFIX_LENGTH: Final = 58
-RESERVED_NAME_PREFIXES: Final = ("kube-",)
-
-
-class ConfigError(ValueError):
-    """A NamespaceConfig that cannot be used; ``str()`` is the user-facing message."""
-
-    def __init__(self, path: str, message: str, source: str | None = None) -> None:
-        self.path = path
-        self.message = message
-        self.source = source
-        where = f"NamespaceConfig ({_describe(source)})" if source else "NamespaceConfig"
-        super().__init__(f"{where}: {path}: {message}" if path else f"{where}: {message}")
+__all__ = [
+    "SOURCE_CLAIM",
+    "SOURCE_CLASS",
+    "ConfigError",
+    "Policy",
+    "Resolved",
+    "Settings",
+    "load_policy",
+    "load_policy_file",
+    "narrow",
+    "parse_document",
+    "resolve",
+    "validate_mount_path",
+]
 
 
-def _describe(source: str | None) -> str:
-    return {SOURCE_CLASS: "from the DeviceClass", SOURCE_CLAIM: "from the claim"}.get(
-        source or "", source or ""
-    )
+def _dataclass_default(item: schema.Field) -> Any:
+    """The schema's default as a dataclass field: lists become tuples, maps are copied."""
+    value = item.default
+    if isinstance(value, dict):
+        return field(default_factory=lambda: dict(value))
+    return field(default=tuple(value) if isinstance(value, list) else value)
 
 
+_POLICY_DEFAULTS: Final = {item.attr: _dataclass_default(item) for item in schema.POLICY}
+_SETTING_DEFAULTS: Final = {item.attr: _dataclass_default(item) for item in schema.SETTINGS}
+
+
+# The two dataclasses are the typed views of schema.POLICY and schema.SETTINGS: names and
+# Python types here, everything else (defaults, constraints) there; checked at import.
 @dataclass(frozen=True)
 class Policy:
     """Admin policy, only settable from a DeviceClass."""
 
-    allowed_roles: tuple[str, ...] = ("admin", "edit", "view")
-    min_pod_security: str = "baseline"
-    max_quota: Mapping[str, str] = field(default_factory=dict)
-    min_token_expiration_seconds: int = MIN_TOKEN_SECONDS
-    max_token_expiration_seconds: int = 24 * 3600
-    allowed_name_prefixes: tuple[str, ...] = ()
-    allowed_network_policies: tuple[str, ...] = NETWORK_POLICIES
-    allow_admin_access: bool = False
+    allowed_roles: tuple[str, ...] = _POLICY_DEFAULTS["allowed_roles"]
+    min_pod_security: str = _POLICY_DEFAULTS["min_pod_security"]
+    max_quota: Mapping[str, str] = _POLICY_DEFAULTS["max_quota"]
+    min_token_expiration_seconds: int = _POLICY_DEFAULTS["min_token_expiration_seconds"]
+    max_token_expiration_seconds: int = _POLICY_DEFAULTS["max_token_expiration_seconds"]
+    allowed_name_prefixes: tuple[str, ...] = _POLICY_DEFAULTS["allowed_name_prefixes"]
+    allowed_network_policies: tuple[str, ...] = _POLICY_DEFAULTS["allowed_network_policies"]
+    allow_admin_access: bool = _POLICY_DEFAULTS["allow_admin_access"]
+    max_devices_per_claim: int = _POLICY_DEFAULTS["max_devices_per_claim"]
+    allow_nested_claims: bool = _POLICY_DEFAULTS["allow_nested_claims"]
 
 
 @dataclass(frozen=True)
 class Settings:
     """The effective request for one namespace, after merging and policy checks."""
 
-    generate_name: str = "ephemeral-ns-"
-    role: str = "admin"
-    pod_security: str = "baseline"
-    quota: Mapping[str, str] = field(default_factory=dict)
-    limit_range: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    network_policy: str = "none"
-    token_expiration_seconds: int = 3600
-    env_prefix: str | None = None
-    mount_path: str | None = None
+    generate_name: str = _SETTING_DEFAULTS["generate_name"]
+    role: str = _SETTING_DEFAULTS["role"]
+    pod_security: str = _SETTING_DEFAULTS["pod_security"]
+    quota: Mapping[str, str] = _SETTING_DEFAULTS["quota"]
+    limit_range: Mapping[str, Mapping[str, str]] = _SETTING_DEFAULTS["limit_range"]
+    network_policy: str = _SETTING_DEFAULTS["network_policy"]
+    token_expiration_seconds: int = _SETTING_DEFAULTS["token_expiration_seconds"]
+    env_prefix: str | None = _SETTING_DEFAULTS["env_prefix"]
+    mount_path: str | None = _SETTING_DEFAULTS["mount_path"]
+
+
+def _check_declared(view: Any, declared: tuple[schema.Field, ...]) -> None:
+    have = [item.name for item in fields(view)]
+    want = [item.attr for item in declared]
+    if have != want:
+        raise TypeError(f"{view.__name__} has fields {have}; the schema declares {want}")
+
+
+_check_declared(Policy, schema.POLICY)
+_check_declared(Settings, schema.SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -98,202 +113,8 @@ class Resolved:
     policy: Policy
 
 
-# Field name in the document -> (attribute, parser). Parsers raise ConfigError
-# with the path relative to the field.
-_SETTINGS_FIELDS: Final = {
-    "generateName": "generate_name",
-    "role": "role",
-    "podSecurity": "pod_security",
-    "quota": "quota",
-    "limitRange": "limit_range",
-    "networkPolicy": "network_policy",
-    "tokenExpirationSeconds": "token_expiration_seconds",
-    "envPrefix": "env_prefix",
-    "mountPath": "mount_path",
-}
-_POLICY_FIELDS: Final = {
-    "allowedRoles": "allowed_roles",
-    "minPodSecurity": "min_pod_security",
-    "maxQuota": "max_quota",
-    "minTokenExpirationSeconds": "min_token_expiration_seconds",
-    "maxTokenExpirationSeconds": "max_token_expiration_seconds",
-    "allowedNamePrefixes": "allowed_name_prefixes",
-    "allowedNetworkPolicies": "allowed_network_policies",
-    "allowAdminAccess": "allow_admin_access",
-}
-
-
-def _str(path: str, value: Any, pattern: re.Pattern[str] | None = None, limit: int = 253) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(path, f"must be a string, got {_typename(value)}")
-    if not value or len(value) > limit:
-        raise ConfigError(path, f"must be 1 to {limit} characters long")
-    if pattern is not None and not pattern.match(value):
-        raise ConfigError(path, f"{value!r} is not allowed here (must match {pattern.pattern})")
-    return value
-
-
-def _int(path: str, value: Any) -> int:
-    # bool is an int in Python but not in JSON.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(path, f"must be an integer, got {_typename(value)}")
-    return value
-
-
-def _bool(path: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(path, f"must be true or false, got {_typename(value)}")
-    return value
-
-
-def _choice(path: str, value: Any, choices: Iterable[str]) -> str:
-    options = tuple(choices)
-    if value not in options:
-        raise ConfigError(path, f"must be one of {', '.join(options)}; got {value!r}")
-    return str(value)
-
-
-def _str_list(path: str, value: Any, pattern: re.Pattern[str]) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ConfigError(path, f"must be a list of strings, got {_typename(value)}")
-    if len(value) > 64:
-        raise ConfigError(path, "must have at most 64 entries")
-    return tuple(_str(f"{path}[{i}]", item, pattern) for i, item in enumerate(value))
-
-
-def _resources(path: str, value: Any) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise ConfigError(
-            path, f"must be a map of resource name to quantity, got {_typename(value)}"
-        )
-    if len(value) > 64:
-        raise ConfigError(path, "must have at most 64 entries")
-    result = {}
-    for key, quantity in value.items():
-        name = _str(f"{path}", key, _RESOURCE_NAME)
-        as_text = (
-            str(quantity)
-            if isinstance(quantity, int) and not isinstance(quantity, bool)
-            else quantity
-        )
-        text = _str(f"{path}.{name}", as_text, limit=64)
-        try:
-            value = parse_quantity(text)
-        except ValueError:
-            raise ConfigError(
-                f"{path}.{name}", f"{text!r} is not a quantity (e.g. 500m, 2Gi, 10)"
-            ) from None
-        if value < 0:
-            raise ConfigError(f"{path}.{name}", "must not be negative")
-        result[name] = text
-    return result
-
-
-def _limit_range(path: str, value: Any) -> dict[str, dict[str, str]]:
-    if not isinstance(value, dict):
-        raise ConfigError(path, f"must be an object, got {_typename(value)}")
-    result = {}
-    for key, resources in value.items():
-        kind = _choice(f"{path}", key, LIMIT_RANGE_KINDS)
-        result[kind] = _resources(f"{path}.{kind}", resources)
-    _check_limit_order(path, result)
-    return result
-
-
-def _check_limit_order(path: str, limits: Mapping[str, Mapping[str, str]]) -> None:
-    """min ≤ defaultRequest ≤ default ≤ max per resource, as the API server checks it.
-
-    The API server fills a missing ``default`` from ``max`` and a missing
-    ``defaultRequest`` from ``default`` or ``min``; a filled value sits between the
-    values it came from, so comparing the values that were written is enough.
-    """
-    chain = ("min", "defaultRequest", "default", "max")
-    for resource in sorted({r for kind in chain for r in limits.get(kind, {})}):
-        written = [
-            (kind, limits[kind][resource]) for kind in chain if resource in limits.get(kind, {})
-        ]
-        for i, (low_kind, low) in enumerate(written):
-            for high_kind, high in written[i + 1 :]:
-                if parse_quantity(low) > parse_quantity(high):
-                    raise ConfigError(
-                        f"{path}.{low_kind}.{resource}",
-                        f"{low} is more than {high_kind} {high}; a LimitRange needs "
-                        "min ≤ defaultRequest ≤ default ≤ max",
-                    )
-
-
-def _generate_name(path: str, value: Any) -> str:
-    prefix = _str(path, value, _DNS_LABEL_PREFIX, MAX_PREFIX_LENGTH)
-    if any(prefix.startswith(reserved) for reserved in RESERVED_NAME_PREFIXES):
-        raise ConfigError(
-            path, f"{prefix!r} uses a reserved prefix ({', '.join(RESERVED_NAME_PREFIXES)})"
-        )
-    return prefix
-
-
-def validate_mount_path(path: str, value: Any) -> str:
-    text = _str(path, value, limit=255)
-    normalized = posixpath.normpath(text)
-    if normalized != text or not _MOUNT_PATH.match(text) or "/.." in text or "/./" in text:
-        raise ConfigError(
-            path, f"{text!r} must be a normalized absolute path of [A-Za-z0-9._-] segments"
-        )
-    if text.count("/") < 2:
-        raise ConfigError(path, f"{text!r} must be at least two levels deep, e.g. /etc/my-claim")
-    for root in _RESERVED_MOUNT_ROOTS:
-        if text == root or text.startswith(root + "/"):
-            raise ConfigError(path, f"{text!r} is under the reserved path {root}")
-    return text
-
-
-def _parse_setting(name: str, value: Any) -> Any:
-    path = name
-    match name:
-        case "generateName":
-            return _generate_name(path, value)
-        case "role":
-            return _str(path, value, _ROLE_NAME)
-        case "podSecurity":
-            return _choice(path, value, POD_SECURITY_LEVELS)
-        case "quota":
-            return _resources(path, value)
-        case "limitRange":
-            return _limit_range(path, value)
-        case "networkPolicy":
-            return _choice(path, value, NETWORK_POLICIES)
-        case "tokenExpirationSeconds":
-            return _int(path, value)
-        case "envPrefix":
-            return _str(path, value, _ENV_NAME, 128)
-        case "mountPath":
-            return validate_mount_path(path, value)
-    raise AssertionError(name)
-
-
-def _parse_policy_field(name: str, value: Any) -> Any:
-    path = f"policy.{name}"
-    match name:
-        case "allowedRoles":
-            return _str_list(path, value, _ROLE_NAME)
-        case "minPodSecurity":
-            return _choice(path, value, POD_SECURITY_LEVELS)
-        case "maxQuota":
-            return _resources(path, value)
-        case "minTokenExpirationSeconds" | "maxTokenExpirationSeconds":
-            return _int(path, value)
-        case "allowedNamePrefixes":
-            return tuple(
-                _generate_name(f"{path}[{i}]", item)
-                for i, item in enumerate(_str_list(path, value, _DNS_LABEL_PREFIX))
-            )
-        case "allowedNetworkPolicies":
-            return tuple(
-                _choice(f"{path}[{i}]", item, NETWORK_POLICIES)
-                for i, item in enumerate(_str_list(path, value, _DNS_LABEL))
-            )
-        case "allowAdminAccess":
-            return _bool(path, value)
-    raise AssertionError(name)
+_SETTINGS_FIELDS: Final = {item.name: item for item in schema.SETTINGS}
+_POLICY_FIELDS: Final = {item.name: item for item in schema.POLICY}
 
 
 @dataclass(frozen=True)
@@ -306,7 +127,7 @@ def parse_document(parameters: Any, source: str) -> _Document:
     """Parse one opaque config; unknown fields and wrong types are errors."""
     try:
         if not isinstance(parameters, dict):
-            raise ConfigError("", f"parameters must be an object, got {_typename(parameters)}")
+            raise ConfigError("", f"parameters must be an object, got {typename(parameters)}")
         api_version = parameters.get("apiVersion")
         kind = parameters.get("kind")
         if api_version != CONFIG_API_VERSION or kind != CONFIG_KIND:
@@ -321,20 +142,25 @@ def parse_document(parameters: Any, source: str) -> _Document:
             if key in ("apiVersion", "kind"):
                 continue
             if key in _SETTINGS_FIELDS:
-                settings[_SETTINGS_FIELDS[key]] = _parse_setting(key, value)
-            elif key == "policy":
+                item = _SETTINGS_FIELDS[key]
+                settings[item.attr] = parse_value(key, item.kind, value)
+            elif key == schema.POLICY_FIELD:
                 if source != SOURCE_CLASS:
                     raise ConfigError(
                         "policy", "only a DeviceClass may set policy; remove it from the claim"
                     )
                 if not isinstance(value, dict):
-                    raise ConfigError("policy", f"must be an object, got {_typename(value)}")
+                    raise ConfigError("policy", f"must be an object, got {typename(value)}")
                 for pkey, pvalue in value.items():
                     if pkey not in _POLICY_FIELDS:
-                        raise ConfigError(f"policy.{_safe(pkey)}", _unknown(pkey, _POLICY_FIELDS))
-                    policy[_POLICY_FIELDS[pkey]] = _parse_policy_field(pkey, pvalue)
+                        raise ConfigError(
+                            f"policy.{safe_key(pkey)}", unknown_field(pkey, _POLICY_FIELDS)
+                        )
+                    item = _POLICY_FIELDS[pkey]
+                    policy[item.attr] = parse_value(f"policy.{pkey}", item.kind, pvalue)
             else:
-                raise ConfigError(_safe(key), _unknown(key, {**_SETTINGS_FIELDS, "policy": ""}))
+                known = {**_SETTINGS_FIELDS, schema.POLICY_FIELD: None}
+                raise ConfigError(safe_key(key), unknown_field(key, known))
         return _Document(settings, policy)
     except ConfigError as exc:
         raise ConfigError(exc.path, exc.message, source) from None
@@ -344,18 +170,22 @@ def resolve(
     documents: Iterable[tuple[str, Any]],
     admin_access: bool = False,
     defaults: Settings | None = None,
+    installation: Policy | None = None,
 ) -> Resolved:
     """Merge (source, parameters) pairs in order and check the result against policy.
 
     ``defaults`` are the component's own defaults, used where no config sets a field.
+    ``installation`` is the installation's policy (the chart's ``policy`` values): it
+    applies whatever DeviceClass a claim names, and a class's policy can only narrow it,
+    so a class made without our config, or by another admin, fails closed.
     """
     settings = defaults or Settings()
-    policy = Policy()
+    policy = installation or Policy()
     claim_set: set[str] = set()
     for source, parameters in documents:
         document = parse_document(parameters, source)
         settings = replace(settings, **document.settings)
-        policy = replace(policy, **document.policy)
+        policy = narrow(policy, document.policy)
         if source == SOURCE_CLAIM:
             claim_set.update(document.settings)
     _check_policy_consistent(policy)
@@ -375,10 +205,12 @@ def _check_policy_consistent(policy: Policy) -> None:
             f"token bounds must satisfy {MIN_TOKEN_SECONDS} <= min <= max <= {MAX_TOKEN_SECONDS}; "
             f"got min={lo}, max={hi}",
         )
-    if not policy.allowed_roles:
-        raise fail("allowedRoles", "must name at least one ClusterRole")
-    if not policy.allowed_network_policies:
-        raise fail("allowedNetworkPolicies", "must allow at least one value")
+    for item in schema.POLICY:
+        value = getattr(policy, item.attr)
+        if isinstance(item.kind, schema.Integer) and not (
+            item.kind.minimum <= value <= item.kind.maximum
+        ):
+            raise fail(item.name, f"must be {schema.rule(item.kind)}, got {value}")
 
 
 def _apply_policy_defaults(settings: Settings, policy: Policy, claim_set: set[str]) -> Settings:
@@ -391,6 +223,12 @@ def _apply_policy_defaults(settings: Settings, policy: Policy, claim_set: set[st
             max(settings.token_expiration_seconds, policy.min_token_expiration_seconds),
             policy.max_token_expiration_seconds,
         )
+    if (
+        "generate_name" not in claim_set
+        and policy.allowed_name_prefixes
+        and not settings.generate_name.startswith(policy.allowed_name_prefixes)
+    ):
+        updates["generate_name"] = policy.allowed_name_prefixes[0]
     if "role" not in claim_set and settings.role not in policy.allowed_roles:
         updates["role"] = policy.allowed_roles[0]
     if "pod_security" not in claim_set and _level(settings.pod_security) < _level(
@@ -456,20 +294,86 @@ def _level(level: str) -> int:
     return POD_SECURITY_LEVELS.index(level)
 
 
-def _typename(value: Any) -> str:
-    return {
-        dict: "an object",
-        list: "a list",
-        str: "a string",
-        bool: "a boolean",
-        type(None): "null",
-    }.get(type(value), "a number" if isinstance(value, int | float) else type(value).__name__)
+def load_policy(data: Any) -> Policy:
+    """The installation's policy from the ``policy`` section of the chart's values.
+
+    Unlike a DeviceClass's policy it may widen the built-in defaults (it is the
+    admin's own choice); everything else about it is checked as strictly.
+    """
+    document = parse_document(
+        {"apiVersion": CONFIG_API_VERSION, "kind": CONFIG_KIND, schema.POLICY_FIELD: data or {}},
+        SOURCE_CLASS,
+    )
+    policy = replace(Policy(), **document.policy)
+    _check_policy_consistent(policy)
+    return policy
 
 
-def _safe(key: Any) -> str:
-    text = str(key)
-    return text if text and len(text) <= 64 and text.isprintable() else repr(text[:64])
+def load_policy_file(path: str) -> Policy:
+    """:func:`load_policy` from a YAML file (the chart mounts its ``policy`` values);
+    the built-in defaults when ``path`` is empty. Raises ValueError naming the problem."""
+    if not path:
+        return Policy()
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read the policy file {path}: {exc}") from None
+    try:
+        return load_policy(data)
+    except ConfigError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
-def _unknown(key: Any, known: Mapping[str, Any]) -> str:
-    return f"unknown field {_safe(key)!r}; known fields are {', '.join(sorted(known))}"
+def narrow(base: Policy, requested: Mapping[str, Any]) -> Policy:
+    """``base`` tightened by a DeviceClass's policy fields (attribute -> parsed value).
+
+    Each field becomes the stricter of the two, so a class can never allow what the
+    installation does not; a class that leaves nothing allowed is an error naming it.
+    """
+
+    def fail(path: str, message: str) -> ConfigError:
+        return ConfigError(f"policy.{path}", message, SOURCE_CLASS)
+
+    # Values that could never be valid are reported, not narrowed away.
+    _check_policy_consistent(replace(Policy(), **requested))
+    updates: dict[str, Any] = {}
+    for attr, value in requested.items():
+        current = getattr(base, attr)
+        match attr:
+            case "allowed_roles" | "allowed_network_policies":
+                kept = tuple(v for v in value if v in current)
+                if not kept:
+                    name = "allowedRoles" if attr == "allowed_roles" else "allowedNetworkPolicies"
+                    raise fail(
+                        name,
+                        f"allows none of {', '.join(current)} (the installation's policy)",
+                    )
+                updates[attr] = kept
+            case "allowed_name_prefixes":
+                if not current:
+                    updates[attr] = tuple(value)
+                elif value:
+                    kept = tuple(v for v in value if any(v.startswith(c) for c in current))
+                    if not kept:
+                        raise fail(
+                            "allowedNamePrefixes",
+                            f"none starts with {', '.join(current)} (the installation's policy)",
+                        )
+                    updates[attr] = kept
+            case "min_pod_security":
+                updates[attr] = max(current, value, key=_level)
+            case "max_quota":
+                merged = dict(current)
+                for name, cap in value.items():
+                    if name not in merged or parse_quantity(cap) < parse_quantity(merged[name]):
+                        merged[name] = cap
+                updates[attr] = merged
+            case "min_token_expiration_seconds":
+                updates[attr] = max(current, value)
+            case "max_token_expiration_seconds" | "max_devices_per_claim":
+                updates[attr] = min(current, value)
+            case "allow_admin_access" | "allow_nested_claims":
+                updates[attr] = current and value
+            case _:
+                raise AssertionError(f"no narrowing rule for policy field {attr}")
+    return replace(base, **updates)

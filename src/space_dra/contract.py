@@ -1,18 +1,22 @@
-"""The contract between the controller and the kubelet plugin.
+"""The contract between the controller, the kubelet plugin and whoever inspects them.
 
 Only the controller provisions; the plugin only reads what the controller recorded.
 The record lives in the claim's ``status.devices[]`` entry for each allocated
 device of our driver: ``data`` names the namespace, its ServiceAccount and the API
 server URL pods should use, and the ``NamespaceReady`` / ``NamespaceFailed``
-conditions say whether it can be used. Both sides import this module so the
-field names, condition types and labels exist exactly once.
+conditions say whether it can be used. Namespaces the controller creates carry
+its labels, and the objects inside them have fixed names. Both components, the
+tests and the benchmarks import this module so the field names, condition types,
+labels and object names exist exactly once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.resource_v1 import ResourceClaim
 
 DEFAULT_DRIVER_NAME = "space.resource.example.com"
@@ -23,6 +27,13 @@ CONFIG_KIND = "NamespaceConfig"
 
 CONDITION_READY = "NamespaceReady"
 CONDITION_FAILED = "NamespaceFailed"
+# Written by the controller on a device whose namespace it provisioned, once something
+# happened to it afterwards: status "False" with a reason (for example NamespaceDeleted
+# or NamespaceTerminating, when the namespace was deleted behind the driver's back) and
+# a message for the user; "True" (or no such condition) once it is fine again. The
+# kubelet plugin reports the device Unhealthy, with "<reason>: <message>", in the
+# health stream the kubelet copies into pods' allocatedResourcesStatus.
+CONDITION_HEALTHY = "NamespaceHealthy"
 
 # Set by the resourceclaim controller on claims generated from a pod's
 # ResourceClaimTemplate; the generated claim's own name is random.
@@ -31,6 +42,21 @@ POD_CLAIM_NAME_ANNOTATION = "resource.kubernetes.io/pod-claim-name"
 # The ServiceAccount the controller creates in every ephemeral namespace. It is
 # constant so one ClusterRole can name it in resourceNames for token minting.
 WORKLOAD_SERVICE_ACCOUNT = "space-user"
+
+# The controller's name: the value of the managed-by label on everything it creates,
+# its server-side apply field manager and the source of its Events.
+CONTROLLER_NAME = "space-dra-controller"
+MANAGED_BY_VALUE = CONTROLLER_NAME
+
+# What the controller creates inside every ephemeral namespace, by name: RoleBindings
+# of the workload ServiceAccount to the allowed role, and of the plugin's
+# ServiceAccount to the token-minting ClusterRole; the config's quota, limits and
+# network policy.
+WORKLOAD_BINDING = "space-user"
+TOKEN_MINTER_BINDING = "space-dra-token-minter"  # noqa: S105 - a RoleBinding name
+QUOTA_NAME = "space-quota"
+LIMITS_NAME = "space-limits"
+NETWORK_POLICY_NAME = "space-isolation"
 
 
 class RecordError(ValueError):
@@ -80,6 +106,11 @@ class DeviceRef:
     share_id: str | None = None
 
 
+def device_label(device: DeviceRef) -> str:
+    """Which of its claim's devices a namespace is for: the value of its device label."""
+    return f"{device.pool}.{device.device}"
+
+
 @dataclass(frozen=True)
 class DeviceState:
     """The controller's view of one allocated device, read back from claim status."""
@@ -116,8 +147,76 @@ class ManagementLabels:
         return f"{self.driver}/ownership"
 
     @property
+    def nodes(self) -> str:
+        """Namespace annotation: the nodes whose plugin may mint tokens in it."""
+        return f"{self.driver}/nodes"
+
+    @property
+    def max_token_seconds(self) -> str:
+        """Namespace annotation: the longest token lifetime its policy allows."""
+        return f"{self.driver}/max-token-seconds"
+
+    @property
+    def network_policy(self) -> str:
+        """Namespace label: the NetworkPolicy mode it was given (none, deny-ingress, ...)."""
+        return f"{self.driver}/network-policy"
+
+    @property
     def prefix(self) -> str:
         return f"{self.driver}/"
+
+    @property
+    def managed(self) -> dict[str, str]:
+        """The label selector for everything the controller created."""
+        return {self.managed_by: MANAGED_BY_VALUE}
+
+    @property
+    def selector(self) -> str:
+        """:attr:`managed` as a ``kubectl -l`` argument."""
+        return f"{self.managed_by}={MANAGED_BY_VALUE}"
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class NamespaceView:
+    """Read-only accessors over a Namespace the controller manages, for one driver.
+
+    Missing metadata reads as empty (a Namespace without our labels has no claim UID),
+    so callers never unpack optional fields.
+    """
+
+    name: str
+    uid: str
+    claim_uid: str
+    device: str
+    signature: str | None
+    deleting: bool
+    created: datetime
+    # The nodes allowed to mint tokens in it (see controller.consumers).
+    nodes: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, namespace: Namespace, labels: ManagementLabels) -> NamespaceView:
+        meta = namespace.metadata
+        ours = (meta.labels if meta else None) or {}
+        annotations = (meta.annotations if meta else None) or {}
+        return cls(
+            name=(meta.name if meta else None) or "",
+            uid=(meta.uid if meta else None) or "",
+            claim_uid=ours.get(labels.claim_uid, ""),
+            device=ours.get(labels.device, ""),
+            signature=annotations.get(labels.ownership),
+            deleting=bool(meta and meta.deletionTimestamp),
+            created=(meta.creationTimestamp if meta else None) or _EPOCH,
+            nodes=frozenset(filter(None, annotations.get(labels.nodes, "").split(","))),
+        )
+
+    @property
+    def age_key(self) -> tuple[datetime, str]:
+        """Oldest first; the name breaks ties."""
+        return (self.created, self.name)
 
 
 class ClaimView:
@@ -176,18 +275,30 @@ class ClaimView:
             selected.append((entry.source, entry.opaque.parameters))
         return selected
 
-    def device_state(self, ref: DeviceRef) -> DeviceState:
+    def _device_status(self, ref: DeviceRef) -> Any:
+        """The claim's ``status.devices[]`` entry for ``ref``, or None."""
         for status in (self.claim.status.devices if self.claim.status else None) or []:
             if (status.driver, status.pool, status.device) != (self.driver, ref.pool, ref.device):
                 continue
             if status.shareID != ref.share_id:
                 continue
-            conditions = {c.type: c for c in status.conditions or []}
-            failed = conditions.get(CONDITION_FAILED)
-            if failed is not None and failed.status == "True":
-                return DeviceState(None, ready=False, failure=f"{failed.reason}: {failed.message}")
-            ready = conditions.get(CONDITION_READY)
-            if ready is None or ready.status != "True":
-                return DeviceState(None, ready=False, failure=None)
-            return DeviceState(NamespaceRecord.from_data(status.data), ready=True, failure=None)
-        return DeviceState(None, ready=False, failure=None)
+            return status
+        return None
+
+    def device_conditions(self, ref: DeviceRef) -> dict[str, Any]:
+        """The conditions of ``ref``'s status entry by type (empty when it has none)."""
+        status = self._device_status(ref)
+        return {c.type: c for c in (status.conditions if status else None) or []}
+
+    def device_state(self, ref: DeviceRef) -> DeviceState:
+        status = self._device_status(ref)
+        if status is None:
+            return DeviceState(None, ready=False, failure=None)
+        conditions = self.device_conditions(ref)
+        failed = conditions.get(CONDITION_FAILED)
+        if failed is not None and failed.status == "True":
+            return DeviceState(None, ready=False, failure=f"{failed.reason}: {failed.message}")
+        ready = conditions.get(CONDITION_READY)
+        if ready is None or ready.status != "True":
+            return DeviceState(None, ready=False, failure=None)
+        return DeviceState(NamespaceRecord.from_data(status.data), ready=True, failure=None)

@@ -1,11 +1,13 @@
 """The one adapter between this project and the Kubernetes API.
 
-Everything else talks to :class:`KubeAPI`, a small protocol with the handful of
-calls the controller and the plugin make. :class:`LightkubeAPI` implements it over
-lightkube's ``AsyncClient`` (small, typed, async, with server-side apply and the
-TokenRequest subresource); :mod:`space_dra.kube_memory` implements it in memory for
-unit tests and benchmarks. HTTP failures are turned into the tiny exception
-hierarchy below at a single choke point, so callers never see lightkube's types.
+Everything else talks to a protocol: :class:`KubeAPI`, the two calls the kubelet
+plugin makes, or :class:`ControllerAPI`, which adds the generic calls the controller
+makes. :class:`LightkubeAPI` implements both over lightkube's ``AsyncClient`` (small,
+typed, async, with server-side apply and the TokenRequest subresource);
+:mod:`space_dra.kube_memory` implements both in memory, so unit tests and benchmarks
+of either component run without a cluster. HTTP failures are turned into the tiny
+exception hierarchy below at a single choke point, so callers never see lightkube's
+types.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +27,7 @@ from lightkube.config.kubeconfig import SingleConfig
 from lightkube.core import resource as lkr
 from lightkube.core.exceptions import NotReadyError
 from lightkube.core.generic_client import ALL_NS
-from lightkube.models.authentication_v1 import TokenRequestSpec
+from lightkube.models.authentication_v1 import BoundObjectReference, TokenRequestSpec
 from lightkube.models.meta_v1 import DeleteOptions, ObjectMeta, Preconditions
 from lightkube.resources.core_v1 import ServiceAccount
 from lightkube.resources.resource_v1 import ResourceClaim
@@ -62,20 +64,109 @@ class Gone(KubeError):
     """410: a watch's resourceVersion is too old; list again."""
 
 
+class Invalid(KubeError):
+    """400/422: the API server will not accept the object (or request) as it is.
+
+    Retrying the same request cannot help; something about it must change first.
+    """
+
+
+_ERRORS_BY_STATUS: dict[int, type[KubeError]] = {
+    400: Invalid,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+    422: Invalid,
+}
+
+
 @dataclass(frozen=True)
 class IssuedToken:
     token: str
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class TokenBinding:
+    """What a minted token is tied to, for the API server's admission policy to check.
+
+    ``node``: the token is bound to that Node object (it dies with the node, and audit
+    logs name it); ``annotations`` go on the TokenRequest itself, where a
+    ValidatingAdmissionPolicy can compare them with the namespace's labels.
+    """
+
+    node: str
+    annotations: Mapping[str, str]
+
+
 class KubeAPI(Protocol):
-    """The API calls this project makes, and nothing else."""
+    """What the kubelet plugin asks of the API server, and nothing else."""
 
     async def get_claim(self, namespace: str, name: str) -> ResourceClaim: ...
 
     async def create_token(
-        self, namespace: str, service_account: str, expiration_seconds: int
+        self,
+        namespace: str,
+        service_account: str,
+        expiration_seconds: int,
+        binding: TokenBinding | None = None,
     ) -> IssuedToken: ...
+
+
+class ControllerAPI(KubeAPI, Protocol):
+    """What the controller asks of the API server, and nothing else.
+
+    Label and field selectors are equality matches (``{key: value}``). Every call
+    raises a :class:`KubeError` subclass on failure.
+    """
+
+    @property
+    def server(self) -> str:
+        """The API server URL this client talks to."""
+        ...
+
+    async def get(self, res: type[R], name: str, namespace: str | None = None) -> R: ...
+
+    async def list(
+        self,
+        res: type[R],
+        *,
+        labels: Mapping[str, str] | None = None,
+        fields: Mapping[str, str] | None = None,
+    ) -> tuple[list[R], str]:
+        """All objects (all namespaces for namespaced kinds) and the list's resourceVersion."""
+        ...
+
+    def watch(
+        self,
+        res: type[R],
+        resource_version: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        fields: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[tuple[str, R]]:
+        """(ADDED|MODIFIED|DELETED, object) after ``resource_version``; Gone when too old."""
+        ...
+
+    async def create(self, obj: R) -> R:
+        """Create (``metadata.generateName`` honoured); Conflict when the name is taken."""
+        ...
+
+    async def replace(self, obj: R) -> R:
+        """Replace; Conflict when ``metadata.resourceVersion`` is no longer current."""
+        ...
+
+    async def apply(self, obj: R, *, name: str | None = None, namespace: str | None = None) -> R:
+        """Server-side apply, taking over conflicting fields. A ``*Status`` class writes
+        the status subresource; a ``metadata.uid`` that is not the object's is Invalid."""
+        ...
+
+    async def delete(
+        self, res: type[R], name: str, namespace: str | None = None, *, uid: str | None = None
+    ) -> None:
+        """Delete; with ``uid``, Conflict if the name now belongs to another object."""
+        ...
 
 
 @contextlib.contextmanager
@@ -85,17 +176,9 @@ def translated(what: str) -> Iterator[None]:
         yield
     except ApiError as exc:
         code = exc.status.code or 0
+        kind = _ERRORS_BY_STATUS.get(code, KubeError)
         message = f"{what}: {exc.status.message or exc}"
-        reason = exc.status.reason or ""
-        if code == 404:
-            raise NotFound(message, code, reason) from exc
-        if code == 409:
-            raise Conflict(message, code, reason) from exc
-        if code == 403:
-            raise Forbidden(message, code, reason) from exc
-        if code == 410:
-            raise Gone(message, code, reason) from exc
-        raise KubeError(message, code, reason) from exc
+        raise kind(message, code, exc.status.reason or "") from exc
     except httpx2.HTTPError as exc:
         raise KubeError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
@@ -118,7 +201,7 @@ def cluster_ca(config: SingleConfig) -> bytes:
 
 
 class LightkubeAPI:
-    """KubeAPI over lightkube's AsyncClient."""
+    """KubeAPI and ControllerAPI over lightkube's AsyncClient."""
 
     def __init__(self, config: KubeConfig, field_manager: str) -> None:
         self._client = AsyncClient(
@@ -132,6 +215,10 @@ class LightkubeAPI:
     def config(self) -> SingleConfig:
         return self._client.config
 
+    @property
+    def server(self) -> str:
+        return str(self._client.config.cluster.server)
+
     async def close(self) -> None:
         await self._client.close()
 
@@ -140,13 +227,21 @@ class LightkubeAPI:
             return await self._client.get(ResourceClaim, name, namespace=namespace)
 
     async def create_token(
-        self, namespace: str, service_account: str, expiration_seconds: int
+        self,
+        namespace: str,
+        service_account: str,
+        expiration_seconds: int,
+        binding: TokenBinding | None = None,
     ) -> IssuedToken:
         API_WRITES.labels("create", "TokenRequest").inc()
-        request = ServiceAccount.Token(
-            metadata=ObjectMeta(),
-            spec=TokenRequestSpec(audiences=[], expirationSeconds=expiration_seconds),
-        )
+        spec = TokenRequestSpec(audiences=[], expirationSeconds=expiration_seconds)
+        metadata = ObjectMeta()
+        if binding is not None:
+            spec.boundObjectRef = BoundObjectReference(
+                apiVersion="v1", kind="Node", name=binding.node
+            )
+            metadata.annotations = dict(binding.annotations)
+        request = ServiceAccount.Token(metadata=metadata, spec=spec)
         with translated(f"create token for ServiceAccount {namespace}/{service_account}"):
             issued = await self._client.create(request, service_account, namespace=namespace)
         if (
@@ -168,15 +263,14 @@ class LightkubeAPI:
         self,
         res: type[R],
         *,
-        labels: dict[str, Any] | None = None,
-        fields: dict[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        fields: Mapping[str, str] | None = None,
     ) -> tuple[list[R], str]:
-        """All objects (all namespaces for namespaced kinds) and the list's resourceVersion."""
         namespace = ALL_NS if issubclass(res, lkr.NamespacedResource) else None
         # One unpaginated request: lightkube 1.0.1 repeats the first page when it
         # follows a continue token (tests/cluster/test_kube_adapter.py), and an
         # informer that misses objects would make live claims look deleted.
-        kwargs: dict[str, Any] = {"labels": labels, "fields": fields}
+        kwargs: dict[str, Any] = {"labels": _plain(labels), "fields": _plain(fields)}
         if namespace is not None:
             kwargs["namespace"] = namespace
         with translated(f"list {res.__name__}"):
@@ -193,13 +287,12 @@ class LightkubeAPI:
         res: type[R],
         resource_version: str,
         *,
-        labels: dict[str, Any] | None = None,
-        fields: dict[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        fields: Mapping[str, str] | None = None,
     ) -> AsyncIterator[tuple[str, R]]:
-        """Events after ``resource_version``; raises Gone when it is too old."""
         kwargs: dict[str, Any] = {
-            "labels": labels,
-            "fields": fields,
+            "labels": _plain(labels),
+            "fields": _plain(fields),
             "resource_version": resource_version,
             "server_timeout": 300,
         }
@@ -222,7 +315,6 @@ class LightkubeAPI:
             return replaced
 
     async def apply(self, obj: R, *, name: str | None = None, namespace: str | None = None) -> R:
-        """Server-side apply with this client's field manager, taking over conflicts."""
         API_WRITES.labels("apply", type(obj).__name__).inc()
         with translated(f"apply {type(obj).__name__} {_describe(obj, name, namespace)}"):
             if name is not None:
@@ -234,7 +326,6 @@ class LightkubeAPI:
     async def delete(
         self, res: type[R], name: str, namespace: str | None = None, *, uid: str | None = None
     ) -> None:
-        """Delete; with ``uid`` the API server refuses if the name now belongs to another object."""
         what = f"delete {res.__name__} {_ref(namespace, name)}"
         API_WRITES.labels("delete", res.__name__).inc()
         with translated(what):
@@ -248,6 +339,10 @@ class LightkubeAPI:
             request.data = DeleteOptions(preconditions=Preconditions(uid=uid))
             response = await generic.send(generic.build_adapter_request(request))
             generic.handle_response("delete", response, request)
+
+
+def _plain(selector: Mapping[str, str] | None) -> dict[str, str] | None:
+    return dict(selector) if selector is not None else None
 
 
 def _ref(namespace: str | None, name: str) -> str:

@@ -16,9 +16,8 @@ import re
 from dataclasses import dataclass
 
 from space_dra.config import ConfigError, Settings, validate_mount_path
+from space_dra.kubeletplugin import uid_problem
 
-# Kubernetes UIDs are RFC 4122 UUIDs; anything else never names a file.
-_UID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ENV_DRIVER_NAME = "DRA_RESOURCE_DRIVER_NAME"
 
@@ -28,10 +27,10 @@ class NamingError(ValueError):
 
 
 def check_uid(uid: str) -> str:
-    if not uid:
-        raise NamingError("the request has an empty claim UID")
-    if not _UID.match(uid):
-        raise NamingError(f"claim UID {uid[:64]!r} is not a Kubernetes UID")
+    """``uid`` itself when it is a Kubernetes UID (the layer already refuses others)."""
+    problem = uid_problem(uid)
+    if problem is not None:
+        raise NamingError(problem)
     return uid
 
 
@@ -48,7 +47,8 @@ def env_prefix_from_name(claim_name: str) -> str:
 
 @dataclass(frozen=True)
 class DeviceLayout:
-    """Names for one prepared device; derived, never stored as the source of truth."""
+    """Names for one prepared device: computed once at prepare, then kept whole (the
+    checkpoint stores it) so a refresh or a restart never recomputes it differently."""
 
     cdi_device_name: str
     artifact_dir_name: str

@@ -22,17 +22,23 @@ _DECIMAL = {
     "P": Decimal("1e15"),
     "E": Decimal("1e18"),
 }
+# ASCII digits only: the API server knows no others.
+_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+_SUFFIX = r"(?:Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?[0-9]{1,3}|[numkMGTPE])"
 _PATTERN = re.compile(
-    r"^(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))"
-    r"(?:(?P<binary>Ki|Mi|Gi|Ti|Pi|Ei)|(?P<exp>[eE][+-]?\d{1,3})|(?P<decimal>[numkMGTPE]?))$"
+    rf"(?P<number>[+-]?{_NUMBER})"
+    r"(?:(?P<binary>Ki|Mi|Gi|Ti|Pi|Ei)|(?P<exp>[eE][+-]?[0-9]{1,3})|(?P<decimal>[numkMGTPE]?))"
 )
+# The same strings, less those below zero ("-0" is zero), for checks that cannot compare
+# values: admission CEL and the chart's JSON schema (RE2 syntax, whole-string match).
+NON_NEGATIVE_QUANTITY_PATTERN = rf"(\+?{_NUMBER}|-(?:0+(?:\.0*)?|\.0+)){_SUFFIX}?"
 
 
 def parse_quantity(text: str) -> Decimal:
     """Return the value of a quantity string; raise ValueError if it is not one."""
     if not isinstance(text, str) or len(text) > 64:
         raise ValueError(f"not a quantity: {text!r}")
-    match = _PATTERN.match(text)
+    match = _PATTERN.fullmatch(text)
     if match is None:
         raise ValueError(f"not a quantity: {text!r}")
     try:

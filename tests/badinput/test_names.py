@@ -9,9 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from space_dra.config import ConfigError, Settings
+from space_dra.kubeletplugin import ArtifactError, ArtifactStore, CDIError, CDISpecs
 from space_dra.naming import NamingError, check_uid, device_layout, env_prefix_from_name
-from space_dra.plugin.artifacts import ArtifactError, ArtifactStore
-from space_dra.plugin.cdi import CDIError, CDISpecs
 from tests.badinput.conftest import TALLY
 
 pytestmark = pytest.mark.badinput

@@ -1,4 +1,5 @@
-"""The Helm chart lints cleanly and every rendered object passes the API server's validation.
+"""The Helm chart lints cleanly, every rendered object passes the API server's validation, and
+a bad value is refused by name (the fast chart tests skip without helm; here it always exists).
 
 Validation is a server-side dry run of a server-side apply: it checks every object in full (strict
 field validation) whatever already exists in the cluster, such as the cluster-scoped DeviceClass of
@@ -10,33 +11,14 @@ from __future__ import annotations
 import pytest
 
 from localcluster import ClusterHandle
+from tests.support.chartvalues import BAD_VALUES, GOOD_VALUES
 from tests.support.hostdriver import CHART
 
 pytestmark = pytest.mark.cluster
 
-VALUE_SETS = {
-    "defaults": [],
-    "tuned": [
-        "--set",
-        "pool.size=300",
-        "--set",
-        "policy.maxQuota.pods=10",
-        "--set",
-        "defaults.quota.pods=5",
-        "--set",
-        "controller.replicas=2",
-        "--set",
-        "deviceClass.name=space-small",
-        "--set-string",
-        "podAnnotations.rollout=abc",
-    ],
-    "no-admission-policy": [
-        "--set",
-        "admissionPolicy.enabled=false",
-        "--set",
-        "deviceClass.create=false",
-    ],
-}
+# The value sets the fast chart tests lint (tests/unit/test_chart_values.py), checked here
+# against the real API server too.
+VALUE_SETS = GOOD_VALUES
 
 
 def test_helm_lint_is_clean(local_cluster: ClusterHandle) -> None:
@@ -44,6 +26,21 @@ def test_helm_lint_is_clean(local_cluster: ClusterHandle) -> None:
         "lint", "--strict", str(CHART), "--kube-version", local_cluster.kubernetes_version
     )
     assert "0 chart(s) failed" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "where", "words"), BAD_VALUES, ids=[" ".join(case[0][1:]) for case in BAD_VALUES]
+)
+def test_helm_install_refuses_a_bad_value_naming_it(
+    local_cluster: ClusterHandle, args: list[str], where: str, words: str
+) -> None:
+    # --dry-run=server: should a value pass by mistake, nothing is created.
+    helm = [str(local_cluster.helm_path), "--kubeconfig", str(local_cluster.kubeconfig)]
+    install = ["install", "bad-values", str(CHART), "-n", "default", "--dry-run=server"]
+    result = local_cluster.run([*helm, *install, *args], check=False, timeout=120)
+    assert result.returncode != 0
+    assert where in result.stderr, result.stderr
+    assert words in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("values", list(VALUE_SETS), ids=list(VALUE_SETS))

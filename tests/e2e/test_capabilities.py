@@ -21,7 +21,7 @@ import pytest
 
 from localcluster import ClusterHandle, releases
 from space_dra.contract import DEFAULT_DRIVER_NAME
-from space_dra.plugin.service import SUPPORTED_VERSIONS
+from space_dra.kubeletplugin.health import HEALTH_VERSIONS
 from tests.support.chart import ChartRelease
 from tests.support.workloads import claim_manifest, pod_manifest, wait_claim_ready
 
@@ -98,7 +98,7 @@ def test_device_health_reaches_pod_status_where_the_kubelet_watches_it(
     facts["device_health_in_pod_status"] = bool(reported())
     # The kubelet picks the newest DRAResourceHealth version both sides speak (it logs no name).
     kubelet_side = releases.resolve(local_cluster.kubernetes_version).health_services
-    plugin_side = [v.split(".")[0] for v in SUPPORTED_VERSIONS if v.endswith("DRAResourceHealth")]
+    plugin_side = [v.split(".")[0] for v in HEALTH_VERSIONS]
     facts["kubelet_health_services"] = list(kubelet_side)
     negotiated = next((v for v in kubelet_side if v in plugin_side), "none")
     facts["plugin_health_service"] = negotiated if watched else "not watched (gate off)"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from localcluster import ClusterHandle
-from space_dra.contract import WORKLOAD_SERVICE_ACCOUNT
+from space_dra.contract import TOKEN_MINTER_BINDING, WORKLOAD_BINDING, WORKLOAD_SERVICE_ACCOUNT
 from tests.support.hostdriver import HostDriver, metric
 from tests.support.workloads import (
     LABELS,
@@ -129,8 +129,8 @@ def test_shared_claim_gives_both_pods_one_working_namespace(
         b["metadata"]["name"]: b
         for b in local_cluster.kubectl_json("get", "rolebindings", "-n", namespace)["items"]
     }
-    assert bindings["space-user"]["roleRef"]["name"] == "admin"
-    minter = bindings["space-dra-token-minter"]
+    assert bindings[WORKLOAD_BINDING]["roleRef"]["name"] == "admin"
+    minter = bindings[TOKEN_MINTER_BINDING]
     assert minter["roleRef"]["name"] == host_driver.token_minter
     assert minter["subjects"] == [
         {
@@ -288,8 +288,8 @@ def test_crash_after_namespace_create_is_adopted_and_duplicates_collapse(
     """Simulate a controller killed right after creating namespaces, twice over."""
     from space_dra.config import Settings
     from space_dra.contract import DeviceRef
+    from space_dra.controller.manifests import namespace_object, random_name
     from space_dra.controller.ownership import Signer
-    from space_dra.controller.provision import namespace_object, random_name
 
     host_driver.stop_controller(signal.SIGKILL)
     try:

@@ -22,6 +22,7 @@ from space_dra.contract import DEFAULT_DRIVER_NAME
 from space_dra.faults import CRASH_EXIT_CODE
 from tests.support.hostdriver import HostDriver, free_port
 from tests.support.workloads import (
+    LABELS,
     claim_json,
     claim_manifest,
     exec_in,
@@ -324,7 +325,7 @@ def test_churn_leaves_nothing_and_memory_stays_flat(
             "no CDI specs or artifacts left", lambda: not files_of(""), timeout=60
         )
         assert json.loads(CHECKPOINT.read_text())["claims"] == {}
-        selector = "space.resource.example.com/managed-by=space-dra-controller"
+        selector = LABELS.selector
         local_cluster.wait_for(
             "managed namespaces fully deleted",
             lambda: (

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from localcluster import ClusterHandle
-from space_dra.contract import DEFAULT_DRIVER_NAME
+from space_dra.contract import DEFAULT_DRIVER_NAME, WORKLOAD_SERVICE_ACCOUNT
 from tests.support.hostdriver import HostDriver
 from tests.support.workloads import (
     claim_json,
@@ -134,7 +134,9 @@ def test_plugin_identity_cannot_provision_or_mint_elsewhere(
         return out == "yes"
 
     assert can("get", "resourceclaims.resource.k8s.io", provisioned["workspace"])
-    assert can("create", "serviceaccounts/token", ns, "space-user"), "mints for the workload SA"
+    assert can("create", "serviceaccounts/token", ns, WORKLOAD_SERVICE_ACCOUNT), (
+        "mints for the workload SA"
+    )
     for verb, resource, namespace, name in [
         ("create", "namespaces", None, ""),
         ("delete", "namespaces", None, ns),

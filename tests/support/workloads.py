@@ -177,7 +177,7 @@ def wait_namespace_released(cluster: ClusterHandle, name: str, timeout: float = 
 def managed_namespaces(
     cluster: ClusterHandle, claim_uid: str | None = None
 ) -> list[dict[str, Any]]:
-    selector = f"{LABELS.managed_by}=space-dra-controller"
+    selector = LABELS.selector
     if claim_uid:
         selector += f",{LABELS.claim_uid}={claim_uid}"
     items: list[dict[str, Any]] = cluster.kubectl_json("get", "namespaces", "-l", selector)["items"]

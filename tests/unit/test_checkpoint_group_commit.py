@@ -7,7 +7,8 @@ import asyncio
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from space_dra.plugin.checkpoint import Checkpoint, GroupCommit, PreparedClaim
+from space_dra.kubeletplugin import GroupCommit
+from space_dra.plugin.checkpoint import PreparedClaim, open_checkpoint
 
 
 def _claim(uid: str) -> PreparedClaim:
@@ -19,7 +20,7 @@ def _adding(uid: str) -> Callable[[dict[str, PreparedClaim]], None]:
 
 
 async def test_concurrent_changes_share_one_write(tmp_path: Path) -> None:
-    checkpoint = Checkpoint(tmp_path / "checkpoint.json")
+    checkpoint = open_checkpoint(tmp_path / "checkpoint.json")
     writes = 0
     write = checkpoint._write
 
@@ -32,11 +33,11 @@ async def test_concurrent_changes_share_one_write(tmp_path: Path) -> None:
     commits = GroupCommit(checkpoint)
     await asyncio.gather(*(commits.apply(_adding(uid)) for uid in "abc"))
     assert writes == 1
-    assert sorted(Checkpoint(checkpoint.path).load()) == ["a", "b", "c"]
+    assert sorted(open_checkpoint(checkpoint.path).load()) == ["a", "b", "c"]
 
 
 async def test_a_cancelled_caller_does_not_strand_the_rest_of_its_batch(tmp_path: Path) -> None:
-    checkpoint = Checkpoint(tmp_path / "checkpoint.json")
+    checkpoint = open_checkpoint(tmp_path / "checkpoint.json")
     commits = GroupCommit(checkpoint)
     first = asyncio.ensure_future(commits.apply(_adding("a")))
     second = asyncio.ensure_future(commits.apply(_adding("b")))
@@ -46,7 +47,7 @@ async def test_a_cancelled_caller_does_not_strand_the_rest_of_its_batch(tmp_path
     assert sorted(result) == ["a", "b"]
     # The cancelled caller's change was queued before it gave up, so it is durable too:
     # its files are on disk and the checkpoint must say so.
-    assert sorted(Checkpoint(checkpoint.path).load()) == ["a", "b"]
+    assert sorted(open_checkpoint(checkpoint.path).load()) == ["a", "b"]
     # And the writer is still usable.
     await asyncio.wait_for(commits.apply(lambda c: c.pop("a", None)), timeout=5)
-    assert sorted(Checkpoint(checkpoint.path).load()) == ["b"]
+    assert sorted(open_checkpoint(checkpoint.path).load()) == ["b"]

@@ -143,8 +143,9 @@ def test_wrong_kind_or_version_is_rejected() -> None:
 def test_admin_access_needs_explicit_policy() -> None:
     with pytest.raises(ConfigError, match="adminAccess"):
         resolve([], admin_access=True)
+    installation = Policy(allow_admin_access=True)
     assert resolve(
-        [klass(policy={"allowAdminAccess": True})], admin_access=True
+        [klass(policy={"allowAdminAccess": True})], admin_access=True, installation=installation
     ).policy.allow_admin_access
 
 
@@ -199,3 +200,31 @@ def test_limit_range_in_order_is_accepted_with_quantities_compared_by_value() ->
         "max": {"cpu": "1", "memory": "1Gi"},
     }
     assert resolve([claim(limitRange=limit_range)]).settings.limit_range == limit_range
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        # A pattern matches the whole string: Python's $ also matched before a final newline.
+        ({"role": "admin\n"}, "role"),
+        ({"envPrefix": "WORK\n"}, "envPrefix"),
+        ({"generateName": "team-\n"}, "generateName"),
+        ({"quota": {"pods": "5\n"}}, "quota.pods"),
+        # The API server knows ASCII digits only.
+        ({"quota": {"pods": "\u0663"}}, "quota.pods"),
+        # A segment starting with ".." was always refused; admission now agrees.
+        ({"mountPath": "/etc/..data"}, "mountPath"),
+    ],
+)
+def test_values_the_api_server_would_refuse_are_refused_here(
+    fields: dict[str, Any], path: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_document(doc(**fields), SOURCE_CLAIM)
+    assert caught.value.path == path
+
+
+def test_an_empty_policy_list_is_refused_while_parsing() -> None:
+    with pytest.raises(ConfigError, match="at least one entry") as caught:
+        parse_document(doc(policy={"allowedNetworkPolicies": []}), SOURCE_CLASS)
+    assert caught.value.path == "policy.allowedNetworkPolicies"

@@ -6,10 +6,17 @@ import pytest
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
 
-from space_dra.contract import DEFAULT_DRIVER_NAME, ClaimView, DeviceRef, ManagementLabels
+from space_dra.contract import (
+    DEFAULT_DRIVER_NAME,
+    POOL_NAME,
+    ClaimView,
+    DeviceRef,
+    ManagementLabels,
+    NamespaceView,
+    device_label,
+)
 from space_dra.controller.gc import judge
 from space_dra.controller.ownership import Signer
-from space_dra.controller.provision import device_label
 from tests.support.claims import failed_device, make_claim, new_uid, ready_device
 
 LABELS = ManagementLabels(DEFAULT_DRIVER_NAME)
@@ -18,13 +25,19 @@ SIGNER = Signer(b"k" * 32)
 
 def namespace(
     name: str, claim_uid: str, device: str = "slot-0", terminating: bool = False
-) -> Namespace:
-    return Namespace(
-        metadata=ObjectMeta(
-            name=name,
-            labels={LABELS.claim_uid: claim_uid, LABELS.device: f"space.{device}"},
-            deletionTimestamp="2026-11-26T00:00:00Z" if terminating else None,  # type: ignore[arg-type]
-        )
+) -> NamespaceView:
+    return NamespaceView.of(
+        Namespace(
+            metadata=ObjectMeta(
+                name=name,
+                labels={
+                    LABELS.claim_uid: claim_uid,
+                    LABELS.device: device_label(DeviceRef("ns", POOL_NAME, device)),
+                },
+                deletionTimestamp="2026-11-26T00:00:00Z" if terminating else None,  # type: ignore[arg-type]
+            )
+        ),
+        LABELS,
     )
 
 
@@ -55,31 +68,23 @@ def views(*claims: object) -> dict[str, ClaimView]:
 def test_verdicts() -> None:
     uid = new_uid()
     live = views(make_claim(uid, status_devices=[ready_device("slot-0", "ns-a")]))
-    assert judge(namespace("ns-a", uid), LABELS, live, frozenset(), True).delete is False
-    assert judge(namespace("ns-b", uid), LABELS, live, frozenset(), True).why == "duplicate"
+    assert judge(namespace("ns-a", uid), live, frozenset(), True).delete is False
+    assert judge(namespace("ns-b", uid), live, frozenset(), True).why == "duplicate"
     assert (
-        judge(namespace("ns-c", uid, device="slot-9"), LABELS, live, frozenset(), True).why
+        judge(namespace("ns-c", uid, device="slot-9"), live, frozenset(), True).why
         == "device-released"
     )
-    assert (
-        judge(namespace("ns-a", new_uid()), LABELS, live, frozenset(), True).why == "claim-deleted"
-    )
+    assert judge(namespace("ns-a", new_uid()), live, frozenset(), True).why == "claim-deleted"
     unallocated = views(make_claim(uid, allocated=False))
-    assert (
-        judge(namespace("ns-a", uid), LABELS, unallocated, frozenset(), True).why
-        == "claim-deallocated"
-    )
+    assert judge(namespace("ns-a", uid), unallocated, frozenset(), True).why == "claim-deallocated"
     pending = views(make_claim(uid))
-    assert judge(namespace("ns-a", uid), LABELS, pending, frozenset(), True).delete is False, (
+    assert judge(namespace("ns-a", uid), pending, frozenset(), True).delete is False, (
         "being provisioned"
     )
     # The API server refused the namespace's objects and the failure is recorded:
     # the half-made namespace is not held by anyone.
     failed = views(make_claim(uid, status_devices=[failed_device("slot-0", "rejected")]))
-    assert (
-        judge(namespace("ns-a", uid), LABELS, failed, frozenset(), True).why
-        == "provisioning-failed"
-    )
+    assert judge(namespace("ns-a", uid), failed, frozenset(), True).why == "provisioning-failed"
 
 
 @pytest.mark.parametrize(
@@ -95,7 +100,5 @@ def test_verdicts() -> None:
 def test_never_deleted(
     name: str, protected: frozenset[str], signed: bool, terminating: bool, why: str
 ) -> None:
-    verdict = judge(
-        namespace(name, new_uid(), terminating=terminating), LABELS, {}, protected, signed
-    )
+    verdict = judge(namespace(name, new_uid(), terminating=terminating), {}, protected, signed)
     assert (verdict.delete, verdict.why) == (False, why)

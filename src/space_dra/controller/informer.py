@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 from lightkube.core import resource as lkr
 
-from space_dra.kube import KubeError, LightkubeAPI
+from space_dra.kube import ControllerAPI, KubeError
 from space_dra.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,12 @@ def key_of(obj: Any) -> Key:
 class Informer(Generic[T]):
     def __init__(
         self,
-        kube: LightkubeAPI,
+        kube: ControllerAPI,
         res: type[T],
         handler: Handler,
         *,
-        labels: dict[str, Any] | None = None,
-        fields: dict[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        fields: Mapping[str, str] | None = None,
     ) -> None:
         self.kube = kube
         self.res = res

@@ -22,7 +22,7 @@ from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
-from space_dra.kube import Conflict, KubeError, LightkubeAPI, NotFound
+from space_dra.kube import Conflict, ControllerAPI, KubeError, NotFound
 from space_dra.logs import log_event
 from space_dra.metrics import LEADER
 
@@ -40,7 +40,7 @@ class LeaseOptions:
 
 
 class LeaderElector:
-    def __init__(self, kube: LightkubeAPI, options: LeaseOptions) -> None:
+    def __init__(self, kube: ControllerAPI, options: LeaseOptions) -> None:
         self.kube = kube
         self.options = options
         self.leading = False

@@ -6,82 +6,54 @@ import argparse
 import asyncio
 import logging
 import os
-import re
 import signal
 import socket
 from typing import Any
 
+from space_dra.contract import CONTROLLER_NAME
 from space_dra.controller.leader import LeaderElector, LeaseOptions
+from space_dra.controller.options import ControllerOptions, OptionsError
 from space_dra.controller.ownership import Signer, load_signer
-from space_dra.controller.provision import Provisioner, ProvisionerOptions
+from space_dra.controller.provision import ProvisionerOptions
 from space_dra.controller.reconciler import Reconciler, ReconcilerOptions
 from space_dra.controller.slices import PoolSpec, SlicePublisher
 from space_dra.httpserver import HealthServer
-from space_dra.kube import KubeError, LightkubeAPI, connect
+from space_dra.kube import ControllerAPI, KubeError, connect
 from space_dra.logs import log_event
 
 log = logging.getLogger(__name__)
 
-FIELD_MANAGER = "space-dra-controller"
-_ATTRIBUTE_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z_][A-Za-z0-9_]{0,31}$")
+FIELD_MANAGER = CONTROLLER_NAME
 
 
-def parse_attributes(text: str) -> dict[str, str | int | bool]:
-    """``profile=standard,tier=2,fast=true`` -> typed device attributes."""
-    attributes: dict[str, str | int | bool] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, raw = item.partition("=")
-        if not sep or not _ATTRIBUTE_NAME.match(name) or name == "index":
-            raise ValueError(
-                f"device attribute {item!r}: expected name=value with a C-identifier name "
-                "(up to 32 characters, optionally domain-qualified, not 'index')"
-            )
-        value: str | int | bool = raw
-        if raw in ("true", "false"):
-            value = raw == "true"
-        elif re.fullmatch(r"-?\d{1,18}", raw):
-            value = int(raw)
-        attributes[name] = value
-    return attributes
-
-
-def default_pod_api_server(kube: LightkubeAPI) -> str:
+def default_pod_api_server(kube: ControllerAPI) -> str:
     """The URL pods use in-cluster; outside a cluster, the one this client uses."""
     host = os.environ.get("KUBERNETES_SERVICE_HOST")
     port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
     if host:
         return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
-    return str(kube.config.cluster.server)
+    return kube.server
 
 
 class Controller:
     """The controller process: health endpoint, leader election, one term after another."""
 
-    def __init__(self, kube: LightkubeAPI, args: argparse.Namespace) -> None:
+    def __init__(self, kube: ControllerAPI, options: ControllerOptions) -> None:
         self.kube = kube
-        self.args = args
-        self.attributes = parse_attributes(args.device_attributes)
-        self.server = args.pod_api_server_url or default_pod_api_server(kube)
-        self.protected = frozenset(
-            {
-                args.namespace,
-                *filter(None, (n.strip() for n in args.protected_namespaces.split(","))),
-            }
-        )
+        self.options = options
+        self.server = options.pod_api_server or default_pod_api_server(kube)
         self.elector = LeaderElector(
             kube,
             LeaseOptions(
-                namespace=args.namespace,
-                name=args.lease_name,
-                identity=args.identity or socket.gethostname(),
+                namespace=options.namespace, name=options.lease_name, identity=options.identity
             ),
         )
         self.reconciler: Reconciler | None = None
-        self.http = HealthServer(args.http_address, args.http_port, lambda: None, self.readyz)
+        self.http = HealthServer(options.http_address, options.http_port, lambda: None, self.readyz)
 
     def readyz(self) -> str | None:
         # A standby replica is ready; the leader once its caches are synced.
-        leads = not self.args.leader_elect or self.elector.leading
+        leads = not self.options.leader_elect or self.elector.leading
         if leads and (self.reconciler is None or not self.reconciler.synced):
             return "caches not synced yet"
         return None
@@ -90,7 +62,9 @@ class Controller:
         delay = 1.0
         while True:
             try:
-                return await load_signer(self.kube, self.args.namespace, self.args.ownership_secret)
+                return await load_signer(
+                    self.kube, self.options.namespace, self.options.ownership_secret
+                )
             except KubeError as exc:
                 log_event(
                     log,
@@ -103,33 +77,33 @@ class Controller:
                 delay = min(delay * 2, 30.0)
 
     def components(self, signer: Signer) -> tuple[Reconciler, SlicePublisher]:
-        args = self.args
-        provisioner = Provisioner(
-            self.kube,
-            ProvisionerOptions(
-                args.driver_name, args.plugin_service_account, args.token_minter_cluster_role
-            ),
-            signer,
+        options = self.options
+        provisioning = ProvisionerOptions(
+            driver=options.driver,
+            plugin_service_account=options.plugin_service_account,
+            token_minter_cluster_role=options.token_minter_cluster_role,
+            pod_api_server=self.server,
+            policy=options.policy,
+            dns=options.dns,
         )
         reconciler = Reconciler(
             self.kube,
-            provisioner,
+            signer,
             ReconcilerOptions(
-                driver=args.driver_name,
-                pod_api_server=self.server,
-                protected_namespaces=self.protected,
-                resync_seconds=args.resync_period,
-                workers=args.workers,
+                provisioning=provisioning,
+                protected_namespaces=options.protected,
+                resync_seconds=options.resync_seconds,
+                workers=options.workers,
             ),
         )
         publisher = SlicePublisher(
             self.kube,
             PoolSpec(
-                args.driver_name,
-                args.pool_size,
-                self.attributes,
-                args.binding_conditions,
-                args.owner_device_class,
+                options.driver,
+                options.pool_size,
+                options.device_attributes,
+                options.binding_conditions,
+                options.owner_device_class,
             ),
         )
         return reconciler, publisher
@@ -137,7 +111,7 @@ class Controller:
     async def term(self) -> None:
         """One leadership term: returns when leadership is lost, raises if a part fails."""
         work: list[asyncio.Task[None]] = []
-        if self.args.leader_elect:
+        if self.options.leader_elect:
             await self.elector.acquire()
             work.append(asyncio.create_task(self.elector.keep_leading(), name="lease"))
         # The key is read after winning (a standby's copy could be stale) while the
@@ -153,8 +127,8 @@ class Controller:
                 log,
                 logging.INFO,
                 "controller_leading",
-                driver=self.args.driver_name,
-                pool_size=self.args.pool_size,
+                driver=self.options.driver,
+                pool_size=self.options.pool_size,
                 pod_api_server=self.server,
             )
             work += [
@@ -206,7 +180,9 @@ class Controller:
 
 
 async def run(args: argparse.Namespace) -> int:
-    if "/" not in args.plugin_service_account:
-        raise SystemExit("--plugin-service-account must be <namespace>/<name>")
-    async with connect(args.kubeconfig or None, FIELD_MANAGER) as kube:
-        return await Controller(kube, args).run()
+    try:
+        options = ControllerOptions.from_args(args, socket.gethostname())
+    except OptionsError as exc:
+        raise SystemExit(f"space-dra controller: {exc}") from None
+    async with connect(options.kubeconfig, FIELD_MANAGER) as kube:
+        return await Controller(kube, options).run()

@@ -25,7 +25,8 @@ import secrets
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Secret
 
-from space_dra.kube import Conflict, LightkubeAPI, NotFound
+from space_dra.contract import NamespaceView
+from space_dra.kube import Conflict, ControllerAPI, NotFound
 from space_dra.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,16 @@ class Signer:
             return False
         return hmac.compare_digest(signature, self.sign(namespace, claim_uid, device))
 
+    def owns(self, namespace: NamespaceView) -> bool:
+        """Whether this controller made ``namespace`` for the claim and device it names."""
+        if not namespace.name:
+            return False
+        return self.verify(
+            namespace.signature, namespace.name, namespace.claim_uid, namespace.device
+        )
 
-async def load_signer(kube: LightkubeAPI, namespace: str, secret_name: str) -> Signer:
+
+async def load_signer(kube: ControllerAPI, namespace: str, secret_name: str) -> Signer:
     """Read the key Secret, creating it with a random key the first time."""
     for _ in range(3):
         try:

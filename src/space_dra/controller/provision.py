@@ -1,51 +1,65 @@
-"""Create one ephemeral namespace and everything in it, idempotently.
+"""Give every allocated device of a claim a ready namespace, or record why not.
 
-The namespace is created with a name we choose (prefix + 5 random characters,
-like ``generateName``) so the ownership signature can be part of the same
-request; everything inside it is server-side applied with one field manager, so
-re-running after a crash converges instead of duplicating.
+For each of our devices without a record: check the config against policy (a
+rejection is recorded as ``NamespaceFailed`` and nothing is created), adopt a
+namespace we already made for it (after a crash) or create one (retrying another
+name if it is taken), fill it (server-side apply, so re-running converges), then
+record ``NamespaceReady`` with the namespace, ServiceAccount and server URL in the
+claim's status, with an Event.
 
-Inside the namespace: the workload ServiceAccount; a RoleBinding of it to the
-ClusterRole the policy allowed; a RoleBinding that lets the node plugin's
-ServiceAccount mint tokens for exactly that ServiceAccount (the ClusterRole it
-points at names it in ``resourceNames``); and, per config, a ResourceQuota, a
-LimitRange and a NetworkPolicy.
+The scheduler answers a failure by allocating the claim again every few seconds,
+so refusals are remembered: a config refused before is refused again from memory,
+with no new namespace, Event or log line. The parser's verdict is remembered for
+the claim's lifetime; a rejection by the API server (an admission policy may be
+fixed meanwhile) only for ``rejection_memory_seconds``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-from dataclasses import dataclass
-from typing import Any
+import logging
+import math
+import time
+from collections.abc import Container
+from dataclasses import dataclass, field
 
-from lightkube.models.core_v1 import LimitRangeItem, LimitRangeSpec, ResourceQuotaSpec
-from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
-from lightkube.models.networking_v1 import (
-    NetworkPolicyEgressRule,
-    NetworkPolicyIngressRule,
-    NetworkPolicyPeer,
-    NetworkPolicyPort,
-    NetworkPolicySpec,
+from lightkube.resources.core_v1 import Namespace
+from lightkube.resources.resource_v1 import ResourceClaim
+
+from space_dra import faults
+from space_dra.config import ConfigError, Policy, Settings, resolve
+from space_dra.contract import (
+    WORKLOAD_SERVICE_ACCOUNT,
+    ClaimView,
+    DeviceRef,
+    ManagementLabels,
+    NamespaceRecord,
+    NamespaceView,
+    RecordError,
+    device_label,
 )
-from lightkube.models.rbac_v1 import RoleRef, Subject
-from lightkube.resources.core_v1 import LimitRange, Namespace, ResourceQuota, ServiceAccount
-from lightkube.resources.networking_v1 import NetworkPolicy
-from lightkube.resources.rbac_authorization_v1 import RoleBinding
-
-from space_dra.config import Settings
-from space_dra.contract import WORKLOAD_SERVICE_ACCOUNT, DeviceRef, ManagementLabels
+from space_dra.controller.manifests import (
+    DnsServers,
+    namespace_contents,
+    namespace_object,
+    random_name,
+)
+from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.ownership import Signer
-from space_dra.kube import Conflict, LightkubeAPI
+from space_dra.controller.status import DeviceOutcome, emit_event, write_status
+from space_dra.kube import Conflict, ControllerAPI, Invalid, KubeError, NotFound
+from space_dra.logs import log_event
+from space_dra.metrics import FAILURES, PROVISION_SECONDS, PROVISIONED
 
-# The alphabet Kubernetes uses for generateName: no vowels, no look-alikes.
-_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-MANAGED_BY_VALUE = "space-dra-controller"
-TOKEN_MINTER_BINDING = "space-dra-token-minter"  # noqa: S105 - a RoleBinding name
-WORKLOAD_BINDING = "space-user"
-QUOTA_NAME = "space-quota"
-LIMITS_NAME = "space-limits"
-NETWORK_POLICY_NAME = "space-isolation"
+log = logging.getLogger(__name__)
+
+# Failure reason recorded on the claim -> (log event, reason of the Warning Event).
+_REFUSAL_REPORTS = {
+    "InvalidConfig": ("claim_config_rejected", "InvalidNamespaceConfig"),
+    "TooManyDevices": ("claim_too_many_devices", "TooManyNamespaces"),
+    "NestedClaim": ("claim_nested_refused", "NestedNamespaceRefused"),
+    "Rejected": ("namespace_rejected", "NamespaceRejected"),
+}
 
 
 @dataclass(frozen=True)
@@ -53,161 +67,294 @@ class ProvisionerOptions:
     driver: str
     plugin_service_account: str  # "<namespace>/<name>"
     token_minter_cluster_role: str
+    pod_api_server: str  # recorded for pods
+    # How long a rejection by the API server is answered from memory.
+    rejection_memory_seconds: float = 300.0
+    # The installation's policy; a DeviceClass's can only narrow it.
+    policy: Policy = field(default_factory=Policy)
+    dns: DnsServers = field(default_factory=DnsServers)
 
 
-def device_label(device: DeviceRef) -> str:
-    return f"{device.pool}.{device.device}"
+class ClaimGone(Exception):
+    """The claim was deleted, or replaced under its name, while it was provisioned."""
 
 
-def random_name(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+class Refusals:
+    """Devices refused before: (claim UID, what the decision depends on) -> verdict."""
+
+    def __init__(self) -> None:
+        self._refused: dict[tuple[str, str], tuple[str, str, float]] = {}
+
+    def get(self, key: tuple[str, str]) -> tuple[str, str] | None:
+        """(reason, message) while the refusal is remembered."""
+        refused = self._refused.get(key)
+        if refused is None or time.monotonic() >= refused[2]:
+            return None
+        return refused[0], refused[1]
+
+    def remember(self, key: tuple[str, str], reason: str, message: str, until: float) -> None:
+        self._refused[key] = (reason, message, until)
+
+    def forget_claim(self, claim_uid: str) -> None:
+        for key in [k for k in self._refused if k[0] == claim_uid]:
+            del self._refused[key]
+
+    def keep_only(self, claim_uids: Container[str]) -> None:
+        for key in [k for k in self._refused if k[0] not in claim_uids]:
+            del self._refused[key]
 
 
 class Provisioner:
-    def __init__(self, kube: LightkubeAPI, options: ProvisionerOptions, signer: Signer) -> None:
+    def __init__(
+        self,
+        kube: ControllerAPI,
+        options: ProvisionerOptions,
+        signer: Signer,
+        namespaces: ManagedNamespaces,
+    ) -> None:
         self.kube = kube
         self.options = options
         self.signer = signer
+        self.namespaces = namespaces
         self.labels = ManagementLabels(options.driver)
+        self.refusals = Refusals()
+        # Claim UID -> when provisioning it started (wall clock), for PROVISION_SECONDS.
+        self._first_seen: dict[str, float] = {}
 
-    def signature_valid(self, namespace: Namespace) -> bool:
-        meta = namespace.metadata
-        if meta is None or not meta.name:
+    def claim_deallocated(self, claim_uid: str) -> None:
+        self._first_seen.pop(claim_uid, None)
+
+    def claim_deleted(self, claim_uid: str) -> None:
+        # Refusals are kept across deallocations (the scheduler's retries), dropped here.
+        self.claim_deallocated(claim_uid)
+        self.refusals.forget_claim(claim_uid)
+
+    async def provision(self, view: ClaimView) -> ResourceClaim | None:
+        """Provision the devices without a record; return the claim as stored after
+        recording the outcomes, or None when every device was already recorded.
+
+        Raises ClaimGone when the claim went away meanwhile: the caller undoes.
+        """
+        outcomes: list[DeviceOutcome] = []
+        changed = False
+        existing = self.namespaces.for_claim(view.uid)
+        for device in view.our_devices():
+            try:
+                state = view.device_state(device)
+            except RecordError:
+                state = None
+            if state is not None and state.record is not None:
+                outcomes.append(DeviceOutcome(device, record=state.record))
+                continue
+            if state is not None and state.failure is not None:
+                reason, _, message = state.failure.partition(": ")
+                outcomes.append(
+                    DeviceOutcome(device, failure_reason=reason, failure_message=message)
+                )
+                continue
+            outcomes.append(await self._provision_device(view, device, existing))
+            changed = True
+        if not changed:
+            return None
+        faults.point("controller-before-status-write")
+        try:
+            stored = await write_status(self.kube, view, outcomes)
+        except KubeError as exc:
+            if not await self._claim_gone(view, exc):
+                raise
+            log_event(
+                log,
+                logging.INFO,
+                "claim_replaced",
+                claim_uid=view.uid,
+                claim=f"{view.namespace}/{view.name}",
+                detail="deleted (and maybe re-created) while provisioning; undoing",
+            )
+            self._first_seen.pop(view.uid, None)
+            raise ClaimGone(view.uid) from exc
+        now = time.time()
+        first_seen = self._first_seen.pop(view.uid, now)
+        started = _allocated_at(view) or first_seen
+        for outcome in outcomes:
+            if not outcome.failed:
+                PROVISION_SECONDS.observe(max(0.0, now - started))
+        return stored
+
+    async def _claim_gone(self, view: ClaimView, exc: KubeError) -> bool:
+        """Whether a failed status write means the claim is gone or is another object now."""
+        if isinstance(exc, NotFound):
+            return True
+        if not isinstance(exc, Invalid):
             return False
-        labels = meta.labels or {}
-        annotations = meta.annotations or {}
-        return self.signer.verify(
-            annotations.get(self.labels.ownership),
-            meta.name,
-            labels.get(self.labels.claim_uid, ""),
-            labels.get(self.labels.device, ""),
+        try:
+            current = await self.kube.get_claim(view.namespace, view.name)
+        except NotFound:
+            return True
+        return (current.metadata.uid if current.metadata else None) != view.uid
+
+    async def _provision_device(
+        self, view: ClaimView, device: DeviceRef, existing: list[NamespaceView]
+    ) -> DeviceOutcome:
+        self._first_seen.setdefault(view.uid, time.time())
+        label = f"{device.request}={device.pool}/{device.device}"
+        configs = view.opaque_configs(device.request)
+        # The key is what the decision depends on, so a changed DeviceClass config is
+        # judged afresh.
+        refusal_key = (view.uid, repr((configs, device.admin_access)))
+        refused = self.refusals.get(refusal_key)
+        if refused is not None:
+            reason, message = refused
+            return DeviceOutcome(device, failure_reason=reason, failure_message=message)
+        try:
+            resolved = resolve(configs, device.admin_access, installation=self.options.policy)
+        except ConfigError as exc:
+            # The parser's verdict depends only on the key: remembered for good.
+            return await self._refuse(
+                view, device, label, refusal_key, "InvalidConfig", str(exc), math.inf
+            )
+        # Admission refuses both for the chart's DeviceClass; this catches any other class
+        # that selects our devices. The claim's shape never changes: remembered for good.
+        refusal = self._shape_refusal(view, resolved.policy)
+        if refusal is not None:
+            return await self._refuse(view, device, label, refusal_key, *refusal, math.inf)
+
+        adopted = self._adopt(device, existing)
+        try:
+            if adopted is not None:
+                name = adopted.name
+            else:
+                created = await self.create_namespace(
+                    view.uid,
+                    f"{view.namespace}/{view.name}",
+                    device,
+                    resolved.settings,
+                    resolved.policy.max_token_expiration_seconds,
+                )
+                self.namespaces.created(created)
+                name = created.name
+                faults.point("controller-after-namespace-create")
+            await self.fill(name, resolved.settings)
+        except Invalid as exc:
+            # Any other KubeError is transient: the work queue retries. But the API
+            # server refuses what this config makes (e.g. a quota on a resource it does
+            # not know): retrying cannot help. GC removes the half-filled namespace once
+            # the failure is recorded. An admission policy or webhook can be behind a
+            # 400/422 too, and may be fixed: remembered for a while only.
+            return await self._refuse(
+                view,
+                device,
+                label,
+                refusal_key,
+                "Rejected",
+                f"the API server rejected the namespace's objects: {exc}",
+                time.monotonic() + self.options.rejection_memory_seconds,
+            )
+        faults.point("controller-after-namespace-contents")
+        PROVISIONED.labels("ok").inc()
+        log_event(
+            log,
+            logging.INFO,
+            "namespace_provisioned",
+            claim_uid=view.uid,
+            claim=f"{view.namespace}/{view.name}",
+            device=label,
+            namespace=name,
+        )
+        await emit_event(
+            self.kube, view, "Normal", "NamespaceProvisioned", f"{label}: namespace {name} is ready"
+        )
+        return DeviceOutcome(
+            device,
+            record=NamespaceRecord(name, WORKLOAD_SERVICE_ACCOUNT, self.options.pod_api_server),
         )
 
+    async def _refuse(
+        self,
+        view: ClaimView,
+        device: DeviceRef,
+        label: str,
+        refusal_key: tuple[str, str],
+        reason: str,
+        message: str,
+        until: float,
+    ) -> DeviceOutcome:
+        """Record a device's provisioning failure: metrics, memory, log and a Warning Event."""
+        FAILURES.labels(reason).inc()
+        PROVISIONED.labels("failed").inc()
+        self.refusals.remember(refusal_key, reason, message, until)
+        log_name, event_reason = _REFUSAL_REPORTS[reason]
+        log_event(log, logging.WARNING, log_name, claim_uid=view.uid, device=label, error=message)
+        await emit_event(self.kube, view, "Warning", event_reason, f"{label}: {message}")
+        return DeviceOutcome(device, failure_reason=reason, failure_message=message)
+
+    def _shape_refusal(self, view: ClaimView, policy: Policy) -> tuple[str, str] | None:
+        """(reason, message) when the claim as a whole is not allowed, else None."""
+        count = len(view.our_devices())
+        if count > policy.max_devices_per_claim:
+            return (
+                "TooManyDevices",
+                f"the claim holds {count} namespace devices; the policy allows at most "
+                f"{policy.max_devices_per_claim} per claim (policy.maxDevicesPerClaim)",
+            )
+        if not policy.allow_nested_claims and self.namespaces.is_managed(view.namespace):
+            return (
+                "NestedClaim",
+                f"the claim is in {view.namespace}, a namespace this driver provisioned; "
+                "namespaces cannot be nested (policy.allowNestedClaims)",
+            )
+        return None
+
+    def _adopt(self, device: DeviceRef, existing: list[NamespaceView]) -> NamespaceView | None:
+        """Reuse the oldest namespace we already made for this device; GC drops the rest."""
+        candidates = [
+            ns for ns in existing if ns.device == device_label(device) and not ns.deleting
+        ]
+        return min(candidates, key=lambda ns: ns.age_key, default=None)
+
     async def create_namespace(
-        self, claim_uid: str, claim_ref: str, device: DeviceRef, settings: Settings
-    ) -> Namespace:
+        self,
+        claim_uid: str,
+        claim_ref: str,
+        device: DeviceRef,
+        settings: Settings,
+        max_token_seconds: int | None = None,
+    ) -> NamespaceView:
         """Create a fresh namespace; retry with another suffix if the name is taken."""
         last_error: Conflict | None = None
         for _ in range(8):
             name = random_name(settings.generate_name)
             try:
                 namespace = namespace_object(
-                    self.labels, self.signer, name, claim_uid, claim_ref, device, settings
+                    self.labels,
+                    self.signer,
+                    name,
+                    claim_uid,
+                    claim_ref,
+                    device,
+                    settings,
+                    max_token_seconds,
                 )
-                return await self.kube.create(namespace)
+                created: Namespace = await self.kube.create(namespace)
+                return NamespaceView.of(created, self.labels)
             except Conflict as exc:
                 last_error = exc
         prefix = settings.generate_name
         raise RuntimeError(f"no free namespace name with prefix {prefix!r}: {last_error}")
 
-    def contents(self, namespace: str, settings: Settings) -> list[Any]:
-        """Objects that go into the namespace, in apply order."""
-        plugin_ns, _, plugin_sa = self.options.plugin_service_account.partition("/")
-        common = {self.labels.managed_by: MANAGED_BY_VALUE}
-        objects: list[Any] = [
-            ServiceAccount(
-                metadata=ObjectMeta(
-                    name=WORKLOAD_SERVICE_ACCOUNT, namespace=namespace, labels=common
-                )
-            ),
-            RoleBinding(
-                metadata=ObjectMeta(name=WORKLOAD_BINDING, namespace=namespace, labels=common),
-                roleRef=RoleRef(
-                    apiGroup="rbac.authorization.k8s.io", kind="ClusterRole", name=settings.role
-                ),
-                subjects=[
-                    Subject(
-                        kind="ServiceAccount", name=WORKLOAD_SERVICE_ACCOUNT, namespace=namespace
-                    )
-                ],
-            ),
-            RoleBinding(
-                metadata=ObjectMeta(name=TOKEN_MINTER_BINDING, namespace=namespace, labels=common),
-                roleRef=RoleRef(
-                    apiGroup="rbac.authorization.k8s.io",
-                    kind="ClusterRole",
-                    name=self.options.token_minter_cluster_role,
-                ),
-                subjects=[Subject(kind="ServiceAccount", name=plugin_sa, namespace=plugin_ns)],
-            ),
-        ]
-        if settings.quota:
-            objects.append(
-                ResourceQuota(
-                    metadata=ObjectMeta(name=QUOTA_NAME, namespace=namespace, labels=common),
-                    spec=ResourceQuotaSpec(hard=dict(settings.quota)),
-                )
-            )
-        if settings.limit_range:
-            item = LimitRangeItem(
-                type="Container", **{k: dict(v) for k, v in settings.limit_range.items()}
-            )
-            objects.append(
-                LimitRange(
-                    metadata=ObjectMeta(name=LIMITS_NAME, namespace=namespace, labels=common),
-                    spec=LimitRangeSpec(limits=[item]),
-                )
-            )
-        if settings.network_policy != "none":
-            objects.append(network_policy(namespace, settings.network_policy, common))
-        return objects
-
     async def fill(self, namespace: str, settings: Settings) -> None:
-        # The objects are independent of each other: apply them concurrently.
-        await asyncio.gather(*(self.kube.apply(obj) for obj in self.contents(namespace, settings)))
-
-
-def namespace_object(
-    labels: ManagementLabels,
-    signer: Signer,
-    name: str,
-    claim_uid: str,
-    claim_ref: str,
-    device: DeviceRef,
-    settings: Settings,
-) -> Namespace:
-    """The Namespace as we create it: management labels, Pod Security, signature."""
-    level = settings.pod_security
-    return Namespace(
-        metadata=ObjectMeta(
-            name=name,
-            labels={
-                labels.managed_by: MANAGED_BY_VALUE,
-                labels.claim_uid: claim_uid,
-                labels.device: device_label(device),
-                "pod-security.kubernetes.io/enforce": level,
-                "pod-security.kubernetes.io/enforce-version": "latest",
-                "pod-security.kubernetes.io/audit": level,
-                "pod-security.kubernetes.io/warn": level,
-            },
-            annotations={
-                labels.claim_ref: claim_ref,
-                labels.ownership: signer.sign(name, claim_uid, device_label(device)),
-            },
+        contents = namespace_contents(
+            self.labels,
+            namespace,
+            settings,
+            self.options.plugin_service_account,
+            self.options.token_minter_cluster_role,
+            self.options.dns,
         )
-    )
+        # The objects are independent of each other: apply them concurrently.
+        await asyncio.gather(*(self.kube.apply(obj) for obj in contents))
 
 
-def network_policy(namespace: str, mode: str, labels: dict[str, str]) -> NetworkPolicy:
-    """``deny-ingress``: only pods of this namespace may connect in.
-    ``deny-all``: additionally, pods may only connect to this namespace and DNS."""
-    same_namespace = [NetworkPolicyPeer(podSelector=LabelSelector())]
-    spec = NetworkPolicySpec(
-        podSelector=LabelSelector(),
-        policyTypes=["Ingress"],
-        ingress=[NetworkPolicyIngressRule(from_=same_namespace)],
-    )
-    if mode == "deny-all":
-        spec.policyTypes = ["Ingress", "Egress"]
-        spec.egress = [
-            NetworkPolicyEgressRule(to=same_namespace),
-            NetworkPolicyEgressRule(
-                ports=[
-                    NetworkPolicyPort(port=53, protocol="UDP"),
-                    NetworkPolicyPort(port=53, protocol="TCP"),
-                ]
-            ),
-        ]
-    return NetworkPolicy(
-        metadata=ObjectMeta(name=NETWORK_POLICY_NAME, namespace=namespace, labels=labels), spec=spec
-    )
+def _allocated_at(view: ClaimView) -> float | None:
+    allocation = view.claim.status.allocation if view.claim.status else None
+    stamp = allocation.allocationTimestamp if allocation else None
+    return stamp.timestamp() if stamp else None

@@ -27,7 +27,7 @@ from lightkube.resources.resource_v1 import DeviceClass, ResourceSlice
 
 from space_dra.contract import CONDITION_FAILED, CONDITION_READY, POOL_NAME
 from space_dra.controller.informer import Informer, key_of
-from space_dra.kube import KubeError, LightkubeAPI, NotFound
+from space_dra.kube import ControllerAPI, KubeError, NotFound
 from space_dra.logs import log_event
 from space_dra.metrics import POOL_SIZE
 
@@ -118,7 +118,7 @@ def _content(slices: list[ResourceSlice]) -> list[Any]:
 
 
 class SlicePublisher:
-    def __init__(self, kube: LightkubeAPI, spec: PoolSpec) -> None:
+    def __init__(self, kube: ControllerAPI, spec: PoolSpec) -> None:
         self.kube = kube
         self.spec = spec
         self.binding_conditions: bool = spec.binding_conditions != "off"

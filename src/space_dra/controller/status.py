@@ -23,16 +23,17 @@ from lightkube.resources.resource_v1 import ResourceClaim, ResourceClaimStatus
 from space_dra.contract import (
     CONDITION_FAILED,
     CONDITION_READY,
+    CONTROLLER_NAME,
     ClaimView,
     DeviceRef,
     NamespaceRecord,
 )
-from space_dra.kube import KubeError, LightkubeAPI
+from space_dra.kube import ControllerAPI, KubeError
 from space_dra.logs import log_event
 
 log = logging.getLogger(__name__)
 
-COMPONENT = "space-dra-controller"
+COMPONENT = CONTROLLER_NAME
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def device_status(view: ClaimView, outcome: DeviceOutcome) -> AllocatedDeviceSta
 
 
 async def write_status(
-    kube: LightkubeAPI, view: ClaimView, outcomes: list[DeviceOutcome]
+    kube: ControllerAPI, view: ClaimView, outcomes: list[DeviceOutcome]
 ) -> ResourceClaim:
     """Apply our entries of status.devices; return the claim as the API server stored it.
 
@@ -138,7 +139,7 @@ async def write_status(
 
 
 async def emit_event(
-    kube: LightkubeAPI, view: ClaimView, kind: str, reason: str, message: str
+    kube: ControllerAPI, view: ClaimView, kind: str, reason: str, message: str
 ) -> None:
     """Best effort: an Event that cannot be written is logged, never fatal."""
     now = datetime.now(UTC)

@@ -1,127 +1,73 @@
-"""CDI spec files: how the container runtime learns what to inject.
+"""The namespace driver's CDI content: what containers get for each prepared namespace.
 
-One spec file per claim, ``<cdi-dir>/<driver>-<claim-uid>.json``, kind
-``<driver>/namespace``, one device per prepared namespace. A device adds the env
-vars and a read-only bind mount of its artifact directory; it never carries the
-token. Each device also records, as annotations, what the checkpoint knows about
-it, so a lost checkpoint can be rebuilt from the specs still on disk.
-
-Specs are written to a temporary name and renamed, because containerd watches the
-directory and must never parse half a file.
+Specs are of kind ``<driver>/namespace``, one CDI device per prepared device. A device
+adds the env vars naming the namespace, the server and the kubeconfig path, and a
+read-only bind mount of its artifact directory; it never carries the token. Its
+record is the device's checkpoint entry plus the claim's name and namespace, with the
+token times left out so the spec only changes when what containers see changes; from
+these records a lost checkpoint is rebuilt (:func:`claims_from_records`).
 """
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from space_dra.contract import CDI_CLASS
+from space_dra.kubeletplugin import CDIDevice, CDISpecs, Mount
+from space_dra.logs import log_event
+from space_dra.plugin.checkpoint import PreparedClaim, PreparedDevice
 
-# 0.5.0 allows device names that start with a digit (claim UIDs do);
-# 0.6.0 adds the annotations we use for recovery.
-CDI_VERSION = "0.6.0"
-SPEC_MODE = 0o644
-RECORD_ANNOTATION = "record"
-
-
-class CDIError(OSError):
-    pass
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class CDIDevice:
-    name: str
-    env: Mapping[str, str]
-    host_path: str
-    container_path: str
-    record: Mapping[str, object]
+def namespace_specs(cdi_dir: Path, driver_name: str) -> CDISpecs:
+    return CDISpecs(cdi_dir, driver_name, CDI_CLASS)
 
 
-class CDISpecs:
-    def __init__(self, directory: Path, driver: str) -> None:
-        self.directory = directory
-        self.driver = driver
-        self.kind = f"{driver}/{CDI_CLASS}"
-
-    def qualified_name(self, device_name: str) -> str:
-        return f"{self.kind}={device_name}"
-
-    def spec_path(self, claim_uid: str) -> Path:
-        path = self.directory / f"{self.driver}-{claim_uid}.json"
-        if path.parent != self.directory or "/" in claim_uid:
-            raise CDIError(f"refusing CDI spec path for claim UID {claim_uid!r}")
-        return path
-
-    def render(self, claim_uid: str, devices: Iterable[CDIDevice]) -> dict[str, object]:
-        return {
-            "cdiVersion": CDI_VERSION,
-            "kind": self.kind,
-            "annotations": {f"{self.driver}/claim-uid": claim_uid},
-            "devices": [
-                {
-                    "name": device.name,
-                    "annotations": {
-                        f"{self.driver}/{RECORD_ANNOTATION}": json.dumps(
-                            device.record, sort_keys=True
-                        )
-                    },
-                    "containerEdits": {
-                        "env": [f"{key}={value}" for key, value in device.env.items()],
-                        "mounts": [
-                            {
-                                "hostPath": device.host_path,
-                                "containerPath": device.container_path,
-                                "options": ["ro", "nosuid", "nodev", "noexec", "bind"],
-                            }
-                        ],
-                    },
-                }
-                for device in devices
+def cdi_devices(
+    driver_name: str, claim: PreparedClaim, artifact_path: Callable[[str], Path]
+) -> list[CDIDevice]:
+    """The CDI devices of one prepared claim; ``artifact_path`` maps a directory name
+    to where it is on the host."""
+    return [
+        CDIDevice(
+            name=device.layout.cdi_device_name,
+            env=device.layout.env(driver_name, device.record.namespace, device.record.server),
+            mounts=[
+                Mount(
+                    host_path=str(artifact_path(device.layout.artifact_dir_name)),
+                    container_path=device.layout.mount_path,
+                )
             ],
-        }
-
-    def write(self, claim_uid: str, devices: Iterable[CDIDevice]) -> Path:
-        path = self.spec_path(claim_uid)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        content = json.dumps(self.render(claim_uid, devices), indent=2).encode()
-        staging = path.with_name(f".{path.name}.tmp")
-        # No fsync: the CDI directory is tmpfs and specs are re-created from the
-        # checkpoint after a reboot.
-        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SPEC_MODE)
-        try:
-            os.write(fd, content)
-        finally:
-            os.close(fd)
-        staging.chmod(SPEC_MODE)
-        staging.rename(path)
-        return path
-
-    def exists(self, claim_uid: str) -> bool:
-        return self.spec_path(claim_uid).is_file()
-
-    def remove(self, claim_uid: str) -> None:
-        self.spec_path(claim_uid).unlink(missing_ok=True)
-        self.spec_path(claim_uid).with_name(f".{self.spec_path(claim_uid).name}.tmp").unlink(
-            missing_ok=True
+            record={
+                **device.to_json(),
+                "token_issued_at": 0.0,
+                "token_expires_at": 0.0,
+                "claim_namespace": claim.namespace,
+                "claim_name": claim.name,
+            },
         )
+        for device in claim.devices
+    ]
 
-    def recorded_devices(self) -> dict[str, list[Mapping[str, object]]]:
-        """Claim UID -> the device records found in our spec files (for recovery)."""
-        found: dict[str, list[Mapping[str, object]]] = {}
-        if not self.directory.is_dir():
-            return found
-        for path in sorted(self.directory.glob(f"{self.driver}-*.json")):
-            try:
-                spec = json.loads(path.read_bytes())
-                claim_uid = spec["annotations"][f"{self.driver}/claim-uid"]
-                records = [
-                    json.loads(device["annotations"][f"{self.driver}/{RECORD_ANNOTATION}"])
-                    for device in spec["devices"]
-                ]
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            found[str(claim_uid)] = records
-        return found
+
+def claims_from_records(
+    recorded: Mapping[str, list[Mapping[str, object]]],
+) -> dict[str, PreparedClaim]:
+    """Prepared claims rebuilt from the records in CDI specs; unusable ones are skipped.
+
+    Their tokens count as due, so the next refresh mints fresh ones.
+    """
+    rebuilt = {}
+    for uid, records in recorded.items():
+        try:
+            devices = tuple(PreparedDevice.from_json(r) for r in records)
+            first = records[0]
+            rebuilt[uid] = PreparedClaim(
+                uid, str(first["claim_namespace"]), str(first["claim_name"]), devices
+            )
+        except (KeyError, TypeError, IndexError):
+            log_event(log, logging.WARNING, "cdi_spec_unusable_for_recovery", claim_uid=uid)
+    return rebuilt

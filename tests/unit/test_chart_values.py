@@ -1,0 +1,107 @@
+"""The chart refuses bad values by name and renders what the schema says (needs only helm).
+
+Skipped when no helm binary is found (``$SPACE_DRA_HELM``, the local cluster's build in
+``~/.cache/space-dra``, or PATH); the cluster suite runs the same cases with the cluster's
+helm, so CI always runs them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from localcluster import releases
+from space_dra import schema_cel
+from space_dra.config import SOURCE_CLASS, Policy, Settings, resolve
+from space_dra.contract import DEFAULT_DRIVER_NAME
+from tests.support.chartvalues import BAD_VALUES, GOOD_VALUES, find_helm
+from tests.support.hostdriver import CHART
+
+HELM = find_helm()
+pytestmark = pytest.mark.skipif(
+    HELM is None,
+    reason="no helm binary: set SPACE_DRA_HELM, or run `make cluster-up` once to build one",
+)
+KUBE_VERSION = ("--kube-version", releases.DEFAULT)
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    assert HELM is not None
+    return subprocess.run(
+        [str(HELM), *args], capture_output=True, text=True, check=False, timeout=120
+    )
+
+
+def render(*args: str) -> list[dict[str, Any]]:
+    result = helm("template", "schema", str(CHART), "-n", "space-dra", *KUBE_VERSION, *args)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def the(docs: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
+    [doc] = [
+        doc for doc in docs if doc["kind"] == kind and doc["metadata"]["name"].endswith(name_suffix)
+    ]
+    return doc
+
+
+@pytest.mark.parametrize("values", list(GOOD_VALUES), ids=list(GOOD_VALUES))
+def test_lint_strict_passes(values: str) -> None:
+    result = helm("lint", "--strict", str(CHART), *KUBE_VERSION, *GOOD_VALUES[values])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "where", "words"), BAD_VALUES, ids=[" ".join(case[0][1:]) for case in BAD_VALUES]
+)
+def test_lint_and_install_refuse_a_bad_value_naming_it(
+    args: list[str], where: str, words: str
+) -> None:
+    linted = helm("lint", "--strict", str(CHART), *KUBE_VERSION, *args)
+    assert linted.returncode != 0
+    assert where in linted.stdout, linted.stdout
+    assert words in linted.stdout, linted.stdout
+    # `helm template` validates exactly as `helm install` and `helm upgrade` do.
+    rendered = helm("template", "x", str(CHART), *KUBE_VERSION, *args)
+    assert rendered.returncode != 0
+    assert where in rendered.stderr, rendered.stderr
+    assert words in rendered.stderr, rendered.stderr
+
+
+def test_device_class_carries_the_schema_defaults() -> None:
+    device_class = the(render(), "DeviceClass")
+    [config] = device_class["spec"]["config"]
+    parameters = config["opaque"]["parameters"]
+    assert resolve([(SOURCE_CLASS, parameters)]).settings == Settings()
+    assert resolve([(SOURCE_CLASS, parameters)]).policy == Policy()
+
+
+def test_device_class_carries_set_values_with_their_types() -> None:
+    device_class = the(render(*GOOD_VALUES["tuned"]), "DeviceClass")
+    parameters = device_class["spec"]["config"][0]["opaque"]["parameters"]
+    resolved = resolve([(SOURCE_CLASS, parameters)])
+    assert resolved.policy.max_quota == {"pods": "10"}
+    assert resolved.settings.quota == {"pods": "5"}
+
+
+def test_rendered_admission_policy_is_the_generated_one() -> None:
+    """tests/unit/test_admission_cel.py runs schema_cel's checks; these are what ships."""
+    policy = the(render(), "ValidatingAdmissionPolicy", "-namespace-config")["spec"]
+    assert policy["variables"] == [
+        {"name": v.name, "expression": v.expression}
+        for v in schema_cel.variables(DEFAULT_DRIVER_NAME)
+    ]
+    assert policy["validations"] == [
+        {"expression": v.expression, "message": v.message, "reason": v.reason}
+        for v in schema_cel.validations(DEFAULT_DRIVER_NAME)
+    ]
+
+
+def test_chart_directory_is_the_one_the_generator_writes() -> None:
+    assert (CHART / "values.schema.json").is_file()
+    assert Path(CHART, "templates", "_namespaceconfig.tpl").is_file()
