@@ -75,6 +75,11 @@ class HostDriver:
     plugin: subprocess.Popen[bytes] | None = None
 
     @property
+    def node_name(self) -> str:
+        """The node whose kubelet the host plugin registers with (the machine's own)."""
+        return self.cluster.node_name
+
+    @property
     def fullname(self) -> str:
         return f"{self.release}-space-dra"
 
@@ -98,7 +103,7 @@ class HostDriver:
             "-n",
             self.namespace,
             "--kube-version",
-            "1.36.3",
+            self.cluster.kubernetes_version,
         ]
         for template in show_only:
             args += ["--show-only", template]
@@ -214,7 +219,7 @@ class HostDriver:
                 "--kubeconfig",
                 str(self.workdir / f"{self.plugin_sa}.kubeconfig"),
                 "--node-name",
-                self.cluster.node_name,
+                self.node_name,
                 "--http-address",
                 "127.0.0.1",
                 "--http-port",

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from localcluster import releases
 from space_dra import schema_cel
 from space_dra.config import SOURCE_CLASS, Policy, Settings, resolve
 from space_dra.contract import DEFAULT_DRIVER_NAME
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.skipif(
     HELM is None,
     reason="no helm binary: set SPACE_DRA_HELM, or run `make cluster-up` once to build one",
 )
-KUBE_VERSION = ("--kube-version", "1.36.3")
+KUBE_VERSION = ("--kube-version", releases.DEFAULT)
 
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
