@@ -1,16 +1,23 @@
 """Chart values the schema must refuse, and a helm binary to try them with.
 
-Shared by the fast chart tests (tests/unit/test_chart_values.py, which skip without helm)
-and the cluster suite (tests/cluster/test_chart_schema.py, where helm always exists).
+Shared by the fast chart tests (tests/unit/test_chart_values.py and
+test_tenancy_admission.py, which skip without helm) and the cluster suite
+(tests/cluster/test_chart_schema.py, where helm always exists).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from localcluster import releases
 from localcluster.layout import Layout
+from tests.support.hostdriver import CHART
 
 # (helm arguments, what the message must contain: the key's path, then a word of the rule)
 BAD_VALUES: list[tuple[list[str], str, str]] = [
@@ -45,6 +52,16 @@ BAD_VALUES: list[tuple[list[str], str, str]] = [
     (["--set", "policy.maxQuota.Pods=1"], "at '/policy/maxQuota'", "'Pods' not allowed"),
     (["--set", "pool.bindingConditions=maybe"], "at '/pool/bindingConditions'", "'auto'"),
     (
+        ["--set", "deviceClass.extendedResourceName=namespace"],
+        "at '/deviceClass/extendedResourceName'",
+        "pattern",
+    ),
+    (
+        ["--set", "deviceClass.extendedResourceName=kubernetes.io/namespace"],
+        "at '/deviceClass/extendedResourceName'",
+        "'not' failed",
+    ),
+    (
         ["--set", "kubeletPlugin.health.failureThreshold=0"],
         "at '/kubeletPlugin/health/failureThreshold'",
         "minimum",
@@ -75,6 +92,12 @@ GOOD_VALUES: dict[str, list[str]] = {
     "no-admission-policy": [
         *("--set", "admissionPolicy.enabled=false", "--set", "deviceClass.create=false"),
     ],
+    "extended-resource": [
+        *("--set", "deviceClass.extendedResourceName=example.com/workspace"),
+    ],
+    "no-extended-resource": [
+        *("--set", "deviceClass.extendedResourceName="),
+    ],
 }
 
 
@@ -86,3 +109,31 @@ def find_helm() -> Path | None:
         if Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return Path(candidate)
     return None
+
+
+HELM = find_helm()
+# The chart needs the cluster's version (its kubeVersion, and `auto` values read it).
+KUBE_VERSION = ("--kube-version", releases.DEFAULT)
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    assert HELM is not None
+    return subprocess.run(
+        [str(HELM), *args], capture_output=True, text=True, check=False, timeout=120
+    )
+
+
+def render(*args: str, kube_version: str = releases.DEFAULT) -> list[dict[str, Any]]:
+    """The chart's objects as ``helm template`` renders them for ``kube_version``."""
+    result = helm(
+        "template", "schema", str(CHART), "-n", "space-dra", "--kube-version", kube_version, *args
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def the(docs: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
+    [doc] = [
+        doc for doc in docs if doc["kind"] == kind and doc["metadata"]["name"].endswith(name_suffix)
+    ]
+    return doc

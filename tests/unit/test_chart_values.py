@@ -7,46 +7,30 @@ helm, so CI always runs them.
 
 from __future__ import annotations
 
-import subprocess
+import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from localcluster import releases
 from space_dra import schema_cel
 from space_dra.config import SOURCE_CLASS, Policy, Settings, resolve
 from space_dra.contract import DEFAULT_DRIVER_NAME
-from tests.support.chartvalues import BAD_VALUES, GOOD_VALUES, find_helm
+from tests.support.chartvalues import (
+    BAD_VALUES,
+    GOOD_VALUES,
+    HELM,
+    KUBE_VERSION,
+    helm,
+    render,
+    the,
+)
 from tests.support.hostdriver import CHART
 
-HELM = find_helm()
 pytestmark = pytest.mark.skipif(
     HELM is None,
     reason="no helm binary: set SPACE_DRA_HELM, or run `make cluster-up` once to build one",
 )
-KUBE_VERSION = ("--kube-version", releases.DEFAULT)
-
-
-def helm(*args: str) -> subprocess.CompletedProcess[str]:
-    assert HELM is not None
-    return subprocess.run(
-        [str(HELM), *args], capture_output=True, text=True, check=False, timeout=120
-    )
-
-
-def render(*args: str) -> list[dict[str, Any]]:
-    result = helm("template", "schema", str(CHART), "-n", "space-dra", *KUBE_VERSION, *args)
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-def the(docs: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
-    [doc] = [
-        doc for doc in docs if doc["kind"] == kind and doc["metadata"]["name"].endswith(name_suffix)
-    ]
-    return doc
 
 
 @pytest.mark.parametrize("values", list(GOOD_VALUES), ids=list(GOOD_VALUES))
@@ -105,3 +89,52 @@ def test_rendered_admission_policy_is_the_generated_one() -> None:
 def test_chart_directory_is_the_one_the_generator_writes() -> None:
     assert (CHART / "values.schema.json").is_file()
     assert Path(CHART, "templates", "_namespaceconfig.tpl").is_file()
+
+
+def extended_resource_name(*args: str, kube_version: str = releases.DEFAULT) -> str | None:
+    device_class = the(render(*args, kube_version=kube_version), "DeviceClass")
+    name: str | None = device_class["spec"].get("extendedResourceName")
+    return name
+
+
+@pytest.mark.parametrize(
+    ("release", "named"),
+    [(release, int(release.split(".")[1]) >= 36) for release in releases.SUPPORTED],
+)
+def test_auto_names_the_extended_resource_where_the_cluster_has_the_feature(
+    release: str, named: bool
+) -> None:
+    """DRAExtendedResource: alpha and off in 1.34 and 1.35, beta and on in 1.36, GA in 1.37."""
+    expected = f"{DEFAULT_DRIVER_NAME}/namespace" if named else None
+    assert extended_resource_name(kube_version=release) == expected
+
+
+def test_the_extended_resource_follows_the_driver_name_and_can_be_chosen_or_left_off() -> None:
+    assert extended_resource_name("--set", "driverName=dra.example.org") == (
+        "dra.example.org/namespace"
+    )
+    chosen = ("--set", "deviceClass.extendedResourceName=example.com/workspace")
+    assert extended_resource_name(*chosen) == "example.com/workspace"
+    # Set as asked even where the API server would drop it (the admin's explicit choice).
+    assert extended_resource_name(*chosen, kube_version="1.35.4") == "example.com/workspace"
+    assert extended_resource_name("--set", "deviceClass.extendedResourceName=") is None
+
+
+def test_the_claim_shape_policy_knows_every_name_a_pod_can_ask_by() -> None:
+    def names(*args: str, kube_version: str = releases.DEFAULT) -> list[str]:
+        policy = the(
+            render(*args, kube_version=kube_version), "ValidatingAdmissionPolicy", "-shape"
+        )
+        [variable] = [v for v in policy["spec"]["variables"] if v["name"] == "resourceNames"]
+        found: list[str] = json.loads(variable["expression"])
+        return found
+
+    implicit = f"deviceclass.resource.kubernetes.io/{DEFAULT_DRIVER_NAME}"
+    assert names() == [f"{DEFAULT_DRIVER_NAME}/namespace", implicit]
+    # The implicit name exists wherever the feature is on, even with no name of our own.
+    assert names("--set", "deviceClass.extendedResourceName=") == [implicit]
+    assert names(kube_version="1.35.4") == [implicit]
+    assert names("--set", "deviceClass.name=small") == [
+        f"{DEFAULT_DRIVER_NAME}/namespace",
+        "deviceclass.resource.kubernetes.io/small",
+    ]
