@@ -226,7 +226,8 @@ SETTINGS: Final = (
         Text(ENV_NAME, 128, "a valid environment variable name"),
         None,
         "Prefix of the env vars the containers get: `<prefix>_NAMESPACE`, `_CLUSTER`, "
-        "`_KUBECONFIG`.",
+        "`_KUBECONFIG`. A pod that asks for the DeviceClass's extended resource instead of "
+        "naming a claim gets `SPACE` when no config sets this.",
         "WORKSPACE",
         default_doc="the claim's name, upper-cased, other characters -> `_`",
     ),
@@ -234,7 +235,9 @@ SETTINGS: Final = (
         "mountPath",
         MountPath(),
         None,
-        "Directory in the containers holding `kubeconfig`, `token`, `ca.crt` and `namespace`.",
+        "Directory in the containers holding `kubeconfig`, `token`, `ca.crt` and `namespace`. "
+        "A pod that asks for the DeviceClass's extended resource gets `/etc/space` when no "
+        "config sets this.",
         "/etc/workspace",
         default_doc="`/etc/<the claim's name>`",
     ),

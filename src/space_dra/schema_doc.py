@@ -167,6 +167,38 @@ types.
 """
 
 
+_EXTENDED_RESOURCE = """\
+
+## A namespace without a claim: the extended resource
+
+On Kubernetes 1.36 or newer (DRAExtendedResource: beta and on by default in 1.36, GA in
+1.37) the chart's DeviceClass names an extended resource, `<driverName>/namespace` unless
+`deviceClass.extendedResourceName` says otherwise. A container that asks for it in
+`resources.limits` (for example `space.resource.example.com/namespace: 1`) gets a namespace
+without a ResourceClaim of its own: the scheduler generates one for the pod (named
+`<pod>-extended-resources-<random>`, annotated `resource.kubernetes.io/extended-resource-claim`),
+the DeviceClass's NamespaceConfig applies to it as to any claim, and it is deleted with the
+pod, and the namespace with it. Every DeviceClass can also be asked for as
+`deviceclass.resource.kubernetes.io/<class name>` wherever the feature is on.
+
+- **Env and mount:** the claim's name is not the user's, so its devices get fixed names:
+  `SPACE_NAMESPACE`, `SPACE_CLUSTER`, `SPACE_KUBECONFIG=/etc/space/kubeconfig`, and
+  `/etc/space` holding `kubeconfig`, `token`, `ca.crt` and `namespace`. A pod whose
+  containers ask for more than one in all gets them numbered across its generated claim,
+  `SPACE_0_*` and `/etc/space-0`, `SPACE_1_*` and `/etc/space-1`, in the claim's request
+  order (`container-<index>-request-<index>`, sorted by name); a container sees the devices
+  it asked for (a plain init container may be given those of the containers after it).
+  A DeviceClass config's `envPrefix` and `mountPath` still win.
+- **Admission:** the chart's claim-shape policy refuses a pod in a namespace this driver
+  provisioned that asks for the class by either name (unless `policy.allowNestedClaims`),
+  and a pod asking for more than `policy.maxDevicesPerClaim` (its containers and sidecars
+  added up, plus its largest plain init container).
+- **Before 1.36** (1.34, 1.35: alpha, off by default) `auto` leaves the field out of the
+  DeviceClass and pods must use a ResourceClaim or ResourceClaimTemplate. An explicit name is
+  written as given; an API server without the feature drops it.
+"""
+
+
 def reference_text() -> str:
     lines = [
         _INTRO.replace("{example}", example_yaml()),
@@ -179,4 +211,5 @@ def reference_text() -> str:
     for item in schema.POLICY:
         lines += _field_section(item, claim=False)
     lines.append(_VALUES_INTRO + "\n".join(_value_rows(VALUES, "")))
+    lines.append(_EXTENDED_RESOURCE.rstrip("\n"))
     return "\n".join(lines) + "\n"
