@@ -24,6 +24,13 @@ def _shown(item: schema.Field) -> Any:
     return item.example if item.default in (None, {}, []) else item.default
 
 
+def _shown_policy(item: schema.Field) -> Any:
+    """The default, except where the example's settings need more: its `template`."""
+    if item.name == "allowedTemplates":
+        return [schema.field_named(schema.SETTINGS, "template").example]
+    return item.default
+
+
 def _comment(item: schema.Field) -> str:
     parts = []
     if isinstance(item.kind, schema.Choice):
@@ -40,7 +47,7 @@ def example_yaml() -> str:
     rows = [(f"apiVersion: {CONFIG_API_VERSION}", ""), (f"kind: {CONFIG_KIND}", "")]
     rows += [(f"{item.name}: {flow(_shown(item))}", _comment(item)) for item in schema.SETTINGS]
     rows.append(("policy:", "DeviceClass only"))
-    rows += [(f"  {item.name}: {flow(item.default)}", "") for item in schema.POLICY]
+    rows += [(f"  {item.name}: {flow(_shown_policy(item))}", "") for item in schema.POLICY]
     lines = [
         f"{text:<{_COMMENT_COLUMN - 2}}  # {comment}" if comment else text for text, comment in rows
     ]
