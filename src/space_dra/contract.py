@@ -166,6 +166,17 @@ class ManagementLabels:
         return f"{self.driver}/network-policy"
 
     @property
+    def template(self) -> str:
+        """Namespace label ("true"): an admin's template namespace, whose ConfigMaps and
+        Secrets a claim whose policy allows it may start with (controller.templates)."""
+        return f"{self.driver}/template"
+
+    @property
+    def template_source(self) -> str:
+        """Annotation on a copy made from a template: ``<namespace>/<name>`` it came from."""
+        return f"{self.driver}/template-source"
+
+    @property
     def prefix(self) -> str:
         return f"{self.driver}/"
 
