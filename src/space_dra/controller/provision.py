@@ -47,6 +47,7 @@ from space_dra.controller.manifests import (
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.ownership import Signer
 from space_dra.controller.status import DeviceOutcome, emit_event, write_status
+from space_dra.controller.templates import CopyRefused, TemplateCopier, TemplateUnavailable
 from space_dra.kube import Conflict, ControllerAPI, Invalid, KubeError, NotFound
 from space_dra.logs import log_event
 from space_dra.metrics import FAILURES, PROVISION_SECONDS, PROVISIONED
@@ -59,6 +60,7 @@ _REFUSAL_REPORTS = {
     "TooManyDevices": ("claim_too_many_devices", "TooManyNamespaces"),
     "NestedClaim": ("claim_nested_refused", "NestedNamespaceRefused"),
     "Rejected": ("namespace_rejected", "NamespaceRejected"),
+    "TemplateUnavailable": ("namespace_template_unavailable", "NamespaceTemplateUnavailable"),
 }
 
 
@@ -73,6 +75,8 @@ class ProvisionerOptions:
     # The installation's policy; a DeviceClass's can only narrow it.
     policy: Policy = field(default_factory=Policy)
     dns: DnsServers = field(default_factory=DnsServers)
+    # How long a template's copies wait for the quota controller to count a new quota.
+    template_quota_wait_seconds: float = 30.0
 
 
 class ClaimGone(Exception):
@@ -118,6 +122,7 @@ class Provisioner:
         self.namespaces = namespaces
         self.labels = ManagementLabels(options.driver)
         self.refusals = Refusals()
+        self.templates = TemplateCopier(kube, self.labels, options.template_quota_wait_seconds)
         # Claim UID -> when provisioning it started (wall clock), for PROVISION_SECONDS.
         self._first_seen: dict[str, float] = {}
 
@@ -219,7 +224,10 @@ class Provisioner:
             return await self._refuse(view, device, label, refusal_key, *refusal, math.inf)
 
         adopted = self._adopt(device, existing)
+        settings = resolved.settings
         try:
+            # Read first: a template that cannot be used leaves nothing behind.
+            template = await self.templates.read(settings.template)
             if adopted is not None:
                 name = adopted.name
             else:
@@ -234,12 +242,25 @@ class Provisioner:
                 name = created.name
                 faults.point("controller-after-namespace-create")
             await self.fill(name, resolved.settings)
-        except Invalid as exc:
+            copies = await self.templates.copy(template, name, has_quota=bool(settings.quota))
+        except TemplateUnavailable as exc:
+            # An admin may create or label it meanwhile: remembered for a while only.
+            return await self._refuse(
+                view,
+                device,
+                label,
+                refusal_key,
+                "TemplateUnavailable",
+                f"template: {exc}",
+                time.monotonic() + self.options.rejection_memory_seconds,
+            )
+        except (Invalid, CopyRefused) as exc:
             # Any other KubeError is transient: the work queue retries. But the API
             # server refuses what this config makes (e.g. a quota on a resource it does
-            # not know): retrying cannot help. GC removes the half-filled namespace once
-            # the failure is recorded. An admission policy or webhook can be behind a
-            # 400/422 too, and may be fixed: remembered for a while only.
+            # not know, or a template's copy over the quota): retrying cannot help. GC
+            # removes the half-filled namespace once the failure is recorded. An admission
+            # policy or webhook can be behind a 400/422 too, and may be fixed: remembered
+            # for a while only.
             return await self._refuse(
                 view,
                 device,
@@ -259,6 +280,8 @@ class Provisioner:
             claim=f"{view.namespace}/{view.name}",
             device=label,
             namespace=name,
+            template=settings.template or "",
+            copies=copies,
         )
         await emit_event(
             self.kube, view, "Normal", "NamespaceProvisioned", f"{label}: namespace {name} is ready"
