@@ -205,6 +205,47 @@ pod, and the namespace with it. Every DeviceClass can also be asked for as
   written as given; an API server without the feature drops it.
 """
 
+_TEMPLATES = """\
+
+## Namespaces that start with content: templates
+
+An admin keeps what every new namespace should start with (credentials, a CA bundle,
+settings) in a *template namespace*, and lets claims ask for it:
+
+1. Create the namespace and label it `<driverName>/template: "true"`
+   (`space.resource.example.com/template`); put ConfigMaps and Secrets into it.
+2. List it in the chart's `policy.allowedTemplates` (it must exist when the chart is installed
+   or upgraded: the chart lets the controller read ConfigMaps and Secrets in each listed
+   namespace, and in no other; after re-creating one, run `helm upgrade`). A DeviceClass's
+   own `policy.allowedTemplates` can only narrow the list.
+3. A claim (or the DeviceClass's defaults) sets `template: <namespace>`.
+
+While the namespace is provisioned, before it is recorded ready, the controller creates a
+copy of each ConfigMap and Secret of the template in it, with the same data, type, labels
+and annotations, plus the driver's `managed-by` label and a `<driverName>/template-source`
+annotation naming the original. The workload reads them with its role; the chart's
+admission policy keeps anyone but the controller from changing or deleting them. The copies
+are a snapshot: a template changed later does not touch namespaces already handed out.
+
+- **Never copied:** the `kube-root-ca.crt` ConfigMap (every namespace has its own) and
+  ServiceAccount token Secrets (the template's credentials). Roles and RoleBindings are not
+  copied either: creating them would need the controller to hold, or escalate to and bind,
+  whatever they grant, and would let whoever can write the template give any role to any
+  subject in every new namespace. The namespace's role comes from `role`.
+- **Never copied from** a namespace the policy does not name or that is not labelled as a
+  template, however the claim asks; in particular not from the claim's own namespace.
+- **Quota:** copies count against the namespace's ResourceQuota like anything else (the
+  controller waits until the quota is counted before copying). A copy the quota or an
+  admission policy refuses fails the claim with `NamespaceFailed` reason `Rejected`.
+- **Failures** leave nothing behind: a template the policy does not allow fails the claim
+  with reason `InvalidConfig` naming `template` and `policy.allowedTemplates`; a template
+  namespace that is missing, not labelled, being deleted or unreadable fails it with reason
+  `TemplateUnavailable`, before anything is made; a namespace half-made when a copy is
+  refused is deleted. When the scheduler allocates the claim again, the controller gives
+  the same answer from memory for 5 minutes, then looks at the template afresh (an admin
+  may have fixed it meanwhile).
+"""
+
 
 def reference_text() -> str:
     lines = [
@@ -219,4 +260,5 @@ def reference_text() -> str:
         lines += _field_section(item, claim=False)
     lines.append(_VALUES_INTRO + "\n".join(_value_rows(VALUES, "")))
     lines.append(_EXTENDED_RESOURCE.rstrip("\n"))
+    lines.append(_TEMPLATES.rstrip("\n"))
     return "\n".join(lines) + "\n"

@@ -98,6 +98,11 @@ GOOD_VALUES: dict[str, list[str]] = {
     "no-extended-resource": [
         *("--set", "deviceClass.extendedResourceName="),
     ],
+    # A Role in each template namespace: they must exist (the cluster suite dry-runs these).
+    "templates": [
+        *("--set-json", 'policy.allowedTemplates=["default","kube-public"]'),
+        *("--set-json", 'defaults.template="default"'),
+    ],
 }
 
 

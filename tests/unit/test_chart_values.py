@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,3 +139,54 @@ def test_the_claim_shape_policy_knows_every_name_a_pod_can_ask_by() -> None:
         f"{DEFAULT_DRIVER_NAME}/namespace",
         "deviceclass.resource.kubernetes.io/small",
     ]
+
+
+def rules_on_secrets(role: dict[str, Any]) -> list[set[str]]:
+    return [
+        set(rule["verbs"])
+        for rule in role.get("rules", [])
+        if "" in rule.get("apiGroups", []) and "secrets" in rule.get("resources", [])
+    ]
+
+
+def test_the_controller_reads_secrets_only_in_the_template_namespaces() -> None:
+    args = ("--set-json", 'policy.allowedTemplates=["team-defaults","ci-defaults"]')
+    docs = render(*args)
+    readers = {
+        doc["metadata"]["namespace"]: doc
+        for doc in docs
+        if doc["kind"] == "Role" and doc["metadata"]["name"].endswith("-template-reader")
+    }
+    assert set(readers) == {"team-defaults", "ci-defaults"}
+    for role in readers.values():
+        assert role["rules"] == [
+            {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["list"]}
+        ]
+    bindings = [
+        doc
+        for doc in docs
+        if doc["kind"] == "RoleBinding" and doc["metadata"]["name"].endswith("-template-reader")
+    ]
+    assert {b["metadata"]["namespace"] for b in bindings} == set(readers)
+    for binding in bindings:
+        assert binding["roleRef"]["name"] == readers["ci-defaults"]["metadata"]["name"]
+        assert binding["subjects"] == [
+            {
+                "kind": "ServiceAccount",
+                "name": "schema-space-dra-controller",
+                "namespace": "space-dra",
+            }
+        ]
+    # Cluster-wide, the controller may only create ConfigMaps and Secrets (the copies).
+    for cluster_role in (doc for doc in docs if doc["kind"] == "ClusterRole"):
+        for verbs in rules_on_secrets(cluster_role):
+            assert verbs == {"create"}, cluster_role["metadata"]["name"]
+    # No template allowed: no reader anywhere.
+    assert not [doc for doc in render() if doc["metadata"]["name"].endswith("-template-reader")]
+
+
+def test_copies_are_protected_like_everything_the_controller_puts_in_a_namespace() -> None:
+    policy = the(render(), "ValidatingAdmissionPolicy", "-managed-objects")["spec"]
+    core = [r for r in policy["matchConstraints"]["resourceRules"] if r["apiGroups"] == [""]]
+    assert [set(r["resources"]) >= {"configmaps", "secrets"} for r in core] == [True]
+    assert set(core[0]["operations"]) == {"CREATE", "UPDATE", "DELETE"}

@@ -1,6 +1,6 @@
 """Namespaces that start with content: copies of a template namespace's ConfigMaps and Secrets.
 
-An admin keeps shared configuration (registry credentials, CA bundles, settings) in a
+An admin keeps shared configuration (credentials, CA bundles, settings) in a
 namespace labelled ``<driver>/template: "true"``; a claim names it in
 ``NamespaceConfig.template``, and its namespace starts with copies made while it is
 provisioned, before it is recorded ready. Copying needs two deliberate acts by admins:
