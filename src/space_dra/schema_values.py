@@ -15,18 +15,39 @@ the DeviceClass as they are and must be real numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final
 
 from space_dra import schema
 from space_dra.contract import DEFAULT_DRIVER_NAME
-from space_dra.quantity import NON_NEGATIVE_QUANTITY_PATTERN
+from space_dra.schema_deploy import (
+    CONTROLLER_SECURITY,
+    DISRUPTION_BUDGET,
+    NAMING,
+    PLUGIN_SECURITY,
+    service_account,
+)
+from space_dra.schema_shapes import (
+    AFFINITY,
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    IMAGE_DIGEST,
+    RESOURCES,
+    TOLERATIONS,
+    Group,
+    Json,
+    Value,
+    array,
+    boolean,
+    choice,
+    closed,
+    integer,
+    path,
+    port,
+    seconds,
+    string_map,
+    text,
+)
 
-Json = dict[str, Any]
-
-# A DNS subdomain (RFC 1123), as Kubernetes object names and DRA driver names are.
-DNS_SUBDOMAIN: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-DNS_LABEL: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 # What the controller's --device-attributes accepts (not "index": the controller sets it).
 ATTRIBUTE_NAME: Final = "([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z_][A-Za-z0-9_]{0,31}"
 LOG_FORMATS: Final = ("text", "json")
@@ -35,118 +56,6 @@ BINDING_CONDITIONS: Final = ("auto", "on", "off")
 PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
 
 
-@dataclass(frozen=True)
-class Value:
-    """A leaf value. ``default`` None: not in values.yaml, unset unless given."""
-
-    name: str
-    type: Json | schema.Kind
-    default: Any
-    doc: str = ""
-
-
-@dataclass(frozen=True)
-class Group:
-    """A map of named values, closed: a key not declared here is refused."""
-
-    name: str
-    children: tuple[Value | Group, ...]
-    doc: str = ""
-
-
-def text(pattern: str | None = None, *, empty: bool = False, max_length: int = 253) -> Json:
-    """A string; ``empty``: also the empty string (meaning "the default")."""
-    result: Json = {"type": "string", "maxLength": max_length}
-    if not empty:
-        result["minLength"] = 1
-    if pattern:
-        result["pattern"] = f"^({pattern})?$" if empty else f"^{pattern}$"
-    return result
-
-
-def choice(options: tuple[str, ...]) -> Json:
-    return {"type": "string", "enum": list(options)}
-
-
-def boolean() -> Json:
-    return {"type": "boolean"}
-
-
-def integer(minimum: int, maximum: int | None = None) -> Json:
-    """An integer, or its digits as a string (``--set-string``; range then not checked)."""
-    result: Json = {"type": ["integer", "string"], "minimum": minimum}
-    if maximum is not None:
-        result["maximum"] = maximum
-    result["pattern"] = "^[1-9][0-9]*$" if minimum >= 1 else "^[0-9]+$"
-    return result
-
-
-def seconds(maximum: float | None = None) -> Json:
-    """A positive number of seconds, or its digits as a string."""
-    result: Json = {"type": ["number", "string"], "exclusiveMinimum": 0}
-    if maximum is not None:
-        result["exclusiveMaximum"] = maximum
-    result["pattern"] = "^[0-9]+([.][0-9]+)?$"
-    return result
-
-
-def port() -> Json:
-    return integer(1, 65535)
-
-
-def path() -> Json:
-    return text("(/[^/]+)+")
-
-
-def string_map() -> Json:
-    return {"type": "object", "additionalProperties": {"type": "string"}}
-
-
-def closed(properties: Json, required: tuple[str, ...] = ()) -> Json:
-    result: Json = {"type": "object", "properties": properties, "additionalProperties": False}
-    if required:
-        result["required"] = list(required)
-    return result
-
-
-def array(items: Json) -> Json:
-    return {"type": "array", "items": items}
-
-
-QUANTITY_MAP: Final = {
-    "type": "object",
-    "additionalProperties": {
-        "type": ["string", "number"],
-        "pattern": f"^{NON_NEGATIVE_QUANTITY_PATTERN}$",
-        "minimum": 0,
-    },
-}
-RESOURCES: Final = closed(
-    {
-        "requests": QUANTITY_MAP,
-        "limits": QUANTITY_MAP,
-        "claims": array(closed({"name": text(), "request": text()}, required=("name",))),
-    }
-)
-TOLERATIONS: Final = array(
-    closed(
-        {
-            "key": text(max_length=316),
-            "operator": choice(("Exists", "Equal")),
-            "value": text(empty=True, max_length=63),
-            "effect": choice(("NoSchedule", "PreferNoSchedule", "NoExecute")),
-            "tolerationSeconds": {"type": "integer"},
-        }
-    )
-)
-# Kubernetes' Affinity is large and checked by the API server; only its shape here.
-AFFINITY: Final = closed(
-    {
-        "nodeAffinity": {"type": "object"},
-        "podAffinity": {"type": "object"},
-        "podAntiAffinity": {"type": "object"},
-    }
-)
 ATTRIBUTES: Final = {
     "type": "object",
     # The controller sets "index" itself.
@@ -172,6 +81,7 @@ def _scheduling(
             priority_class,
             f"PriorityClass of the {component}'s pods.",
         ),
+        Value("affinity", AFFINITY, {}, f"The {component}'s pod affinity."),
     )
 
 
@@ -190,6 +100,7 @@ VALUES: Final = Group(
             DEFAULT_DRIVER_NAME,
             "The DRA driver name; also the prefix of every label and annotation the driver sets.",
         ),
+        *NAMING,
         Group(
             "image",
             (
@@ -204,6 +115,12 @@ VALUES: Final = Group(
                     text(empty=True, max_length=128),
                     "",
                     "Defaults to the chart's appVersion.",
+                ),
+                Value(
+                    "digest",
+                    IMAGE_DIGEST,
+                    "",
+                    "sha256:<hex>; when set, the image is pulled by digest and the tag is ignored.",
                 ),
                 Value(
                     "pullPolicy", choice(PULL_POLICIES), "IfNotPresent", "The pods' pull policy."
@@ -311,7 +228,9 @@ VALUES: Final = Group(
                     [],
                     "",
                 ),
-                Value("affinity", AFFINITY, {}, "The controller's pod affinity."),
+                service_account("controller"),
+                *CONTROLLER_SECURITY,
+                DISRUPTION_BUDGET,
             ),
             "The controller Deployment: publishes the pool, provisions and deletes namespaces.",
         ),
@@ -365,6 +284,8 @@ VALUES: Final = Group(
                     [{"operator": "Exists"}],
                     "system-node-critical",
                 ),
+                service_account("kubelet plugin"),
+                *PLUGIN_SECURITY,
             ),
             "The kubelet plugin DaemonSet: prepares claims on every node.",
         ),
