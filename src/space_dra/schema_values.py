@@ -276,7 +276,7 @@ VALUES: Final = Group(
                     "deviceClass.create=false; otherwise defaults.tokenExpirationSeconds "
                     "applies).",
                 ),
-                Value("metricsPort", port(), 8081, "Port of /metrics and /healthz."),
+                Value("metricsPort", port(), 8081, "Port of /metrics, /healthz and /readyz."),
                 *_scheduling(
                     "kubelet plugin",
                     {"requests": {"cpu": "20m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},

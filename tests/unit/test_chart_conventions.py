@@ -250,3 +250,19 @@ def test_every_convention_at_once_lints_and_renders() -> None:
 
 def test_a_bad_override_is_refused_naming_it() -> None:
     assert "at '/fullnameOverride'" in render_error("--set", "fullnameOverride=-dra")
+
+
+def test_plugin_rolls_with_surge_and_waits_for_registration() -> None:
+    docs = render()
+    daemonset = the(docs, "DaemonSet")
+    assert daemonset["spec"]["updateStrategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    plugin = container(docs, "kubelet-plugin")
+    # Ready means registered (tests/protocol/test_readiness.py); the old pod waits for it.
+    assert plugin["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert plugin["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    # Per-pod socket names (--rolling-update-uid) let old and new serve side by side.
+    [uid] = [item for item in plugin["env"] if item["name"] == "POD_UID"]
+    assert uid["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.uid"}}

@@ -13,7 +13,9 @@ What it does for you
 - **Registration**: the ``<driver>-reg.sock`` socket in the kubelet's
   ``plugins_registry``, ``GetInfo`` and ``NotifyRegistrationStatus``; a rejection is
   logged, passed to ``Options.on_registration`` and reported by
-  :meth:`KubeletPlugin.problem` (wire it to a liveness probe).
+  :meth:`KubeletPlugin.problem` (wire it to a liveness probe);
+  :meth:`KubeletPlugin.not_ready` stays set until the kubelet accepted the plugin
+  (wire it to a readiness probe, so a rolling update waits for the new pod).
 - **DRAPlugin v1 and v1beta1** on ``<plugins-dir>/<driver>/dra.sock``: every UID of a
   request gets an answer. UIDs named twice for different claims and UIDs that are not
   Kubernetes UIDs are refused before your code runs, so a claim UID is always safe in
