@@ -324,9 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"space-dra {__version__}")
         return 0
 
-    from space_dra import logs
+    from space_dra import logs, metrics
 
     logs.configure(args.log_format, args.log_level)
+    metrics.announce_component(args.command, __version__)
     if args.command == "kubelet-plugin":
         from space_dra.plugin.main import run
 

@@ -188,7 +188,7 @@ METRICS: Final = Group(
         ),
     ),
     "Each component serves /metrics on its metricsPort behind a headless Service "
-    "(<fullname>-controller-metrics, <fullname>-kubelet-plugin-metrics). Enable one of "
-    "the monitors, not both, or Prometheus scrapes every pod twice. Reference: "
-    "docs/metrics.md.",
+    "(<fullname>-controller-metrics, <fullname>-kubelet-plugin-metrics). One monitor is "
+    "enough: with both, a Prometheus that selects both scrapes every pod twice. "
+    "Reference: docs/metrics.md.",
 )

@@ -22,6 +22,7 @@ from space_dra.contract import DEFAULT_DRIVER_NAME
 from space_dra.schema_deploy import (
     CONTROLLER_SECURITY,
     DISRUPTION_BUDGET,
+    METRICS,
     NAMING,
     PLUGIN_SECURITY,
     service_account,
@@ -289,5 +290,6 @@ VALUES: Final = Group(
             ),
             "The kubelet plugin DaemonSet: prepares claims on every node.",
         ),
+        METRICS,
     ),
 )

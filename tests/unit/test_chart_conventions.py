@@ -30,12 +30,20 @@ pytestmark = needs_helm
 COMPONENTS = ("controller", "kubelet-plugin")
 VALUE_KEY = {"controller": "controller", "kubelet-plugin": "kubeletPlugin"}
 # Values that switch on every optional object, so "every object" means all of them.
-EVERYTHING = ("--set", "controller.podDisruptionBudget.enabled=true")
+EVERYTHING = (
+    *("--set", "controller.podDisruptionBudget.enabled=true"),
+    *("--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.podMonitor.enabled=true"),
+    *("--set", "metrics.grafanaDashboard.enabled=true"),
+)
 
 
 def names(docs: list[dict[str, Any]]) -> list[str]:
     """Names the chart derives from the release (the DeviceClass's is deviceClass.name)."""
     return [doc["metadata"]["name"] for doc in docs if doc["kind"] != "DeviceClass"]
+
+
+def prefixed(name: str, fullname: str) -> bool:
+    return name == fullname or name.startswith(f"{fullname}-")
 
 
 def test_default_names_are_unchanged() -> None:
@@ -51,7 +59,7 @@ def test_default_names_are_unchanged() -> None:
 
 def test_name_override_renames_objects_and_the_name_label() -> None:
     docs = render("--set", "nameOverride=spaces", *EVERYTHING, release="demo")
-    assert all(name.startswith("demo-spaces-") for name in names(docs)), names(docs)
+    assert all(prefixed(name, "demo-spaces") for name in names(docs)), names(docs)
     assert {doc["metadata"]["labels"]["app.kubernetes.io/name"] for doc in docs} == {"spaces"}
     deployment = the(docs, "Deployment")
     selector = deployment["spec"]["selector"]["matchLabels"]
@@ -61,7 +69,7 @@ def test_name_override_renames_objects_and_the_name_label() -> None:
 
 def test_fullname_override_prefixes_every_object_and_what_refers_to_them() -> None:
     docs = render("--set", "fullnameOverride=dra", *EVERYTHING, release="demo")
-    assert all(name.startswith("dra-") for name in names(docs)), names(docs)
+    assert all(prefixed(name, "dra") for name in names(docs)), names(docs)
     controller_env = env(docs, "controller")
     assert controller_env["SPACE_DRA_OWNERSHIP_SECRET"] == "dra-ownership"
     assert controller_env["SPACE_DRA_TOKEN_MINTER_ROLE"] == "dra-token-minter"
@@ -244,7 +252,7 @@ def test_common_labels_and_annotations_on_every_object_and_pod() -> None:
 
 def test_every_convention_at_once_lints_and_renders() -> None:
     docs = render(*GOOD_VALUES["conventions"])
-    assert all(name.startswith("dra-") for name in names(docs))
+    assert all(prefixed(name, "dra") for name in names(docs))
     assert pod_spec(docs, "kubelet-plugin")["serviceAccountName"] == "node-sa"
 
 
