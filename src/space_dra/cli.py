@@ -1,46 +1,25 @@
 """Command line: ``space-dra {kubelet-plugin,controller,version}``.
 
 Every flag also reads an environment variable (shown in ``--help``), which is how
-the Helm chart configures the pods.
+the Helm chart configures the pods; both are checked alike (:mod:`space_dra.flags`).
+A component that cannot start says why in one log line, in the format asked for,
+and exits non-zero: 2 for a bad flag or variable, 1 for anything else.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import logging
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from space_dra import __version__
+from space_dra import __version__, logs
 from space_dra.contract import DEFAULT_DRIVER_NAME
+from space_dra.flags import Parser, UsageError, given_value
+from space_dra.flags import add as _add
 
-
-def _env(name: str, default: str | None) -> str | None:
-    return os.environ.get(name, default)
-
-
-def _add(
-    parser: argparse.ArgumentParser,
-    flag: str,
-    env: str,
-    default: str | None,
-    help_text: str,
-    kind: Callable[[str], Any] = str,
-    choices: Sequence[str] | None = None,
-    shown: str | None = None,
-) -> None:
-    """``shown`` describes a default the code computes when the flag is left empty."""
-    if shown is None:
-        shown = "in-cluster" if default is None else (default or "none")
-    parser.add_argument(
-        flag,
-        default=_env(env, default),
-        type=kind,
-        choices=choices,
-        help=f"{help_text} [env {env}; default {shown}]",
-    )
+log = logging.getLogger("space_dra")
 
 
 def _bool(text: str) -> bool:
@@ -69,7 +48,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "SPACE_DRA_LOG_FORMAT",
         "text",
         "log encoding",
-        choices=("text", "json"),
+        choices=logs.FORMATS,
     )
     _add(
         parser,
@@ -77,7 +56,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "SPACE_DRA_LOG_LEVEL",
         "info",
         "log level",
-        choices=("debug", "info", "warning", "error"),
+        choices=logs.LEVELS,
     )
     _add(
         parser,
@@ -97,12 +76,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="space-dra",
         description=(
             "A DRA driver whose device is a freshly provisioned namespace with scoped credentials."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"space-dra {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     plugin = commands.add_parser(
@@ -319,22 +299,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        chosen = given_value(argv, "--log-format", "SPACE_DRA_LOG_FORMAT")
+        logs.configure(chosen if chosen in logs.FORMATS else "text")
+        return _start_failed(exc.prog, str(exc), 2, hint=f"{exc.prog} --help")
     if args.command == "version":
         print(f"space-dra {__version__}")
         return 0
 
-    from space_dra import logs, metrics
+    from space_dra import metrics
 
     logs.configure(args.log_format, args.log_level)
     metrics.announce_component(args.command, __version__)
+    component = f"space-dra {args.command}"
+    try:
+        return asyncio.run(_run(args))
+    except SystemExit as exc:
+        if not isinstance(exc.code, str):
+            raise
+        return _start_failed(component, exc.code.removeprefix(f"{component}: "), 2)
+    except (OSError, ValueError) as exc:
+        # Files, sockets, options, the client configuration (kube.ClientConfigError):
+        # the message says it all.
+        return _start_failed(component, f"{type(exc).__name__}: {exc}", 1)
+    except Exception as exc:
+        # A bug: the traceback helps, and stays inside the one log line.
+        log.error("start_failed", exc_info=exc, extra={"space_fields": {"component": component}})
+        return 1
+
+
+async def _run(args: argparse.Namespace) -> int:
     if args.command == "kubelet-plugin":
         from space_dra.plugin.main import run
 
-        return asyncio.run(run(args))
+        return await run(args)
     from space_dra.controller.main import run as run_controller
 
-    return asyncio.run(run_controller(args))
+    return await run_controller(args)
+
+
+def _start_failed(component: str, error: str, code: int, **fields: str) -> int:
+    logs.log_event(log, logging.ERROR, "start_failed", component=component, error=error, **fields)
+    return code
 
 
 if __name__ == "__main__":

@@ -1,0 +1,90 @@
+"""Flags that also read an environment variable, both checked by the same rules.
+
+The Helm chart configures the pods through environment variables, so a value there
+must be refused as clearly as the same value on the command line. argparse converts a
+default taken from the environment with the flag's ``type`` but never checks it
+against ``choices``; here every flag gets one converter that does both and names the
+flag and the variable. Parse errors raise :class:`UsageError` instead of printing and
+exiting, so the caller can report them as a log line in the format asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+
+class UsageError(Exception):
+    """A flag or environment variable has a value the command cannot use."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        self.prog = prog
+        super().__init__(message)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser (and subcommand parsers) raising UsageError on bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.prog, message)
+
+
+def _checked(
+    kind: Callable[[str], Any], choices: Sequence[str] | None, flag: str, env: str
+) -> Callable[[str], Any]:
+    source = f"(from {flag} or ${env})"
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc} {source}") from None
+        except (TypeError, ValueError):
+            what = getattr(kind, "__name__", "value")
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {what} {source}") from None
+        if choices is not None and value not in choices:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not one of {', '.join(choices)} {source}"
+            )
+        return value
+
+    return convert
+
+
+def add(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    env: str,
+    default: str | None,
+    help_text: str,
+    kind: Callable[[str], Any] = str,
+    choices: Sequence[str] | None = None,
+    shown: str | None = None,
+) -> None:
+    """Add ``flag``, defaulting to ``$env``, else ``default``.
+
+    ``shown`` describes a default the code computes when the flag is left empty.
+    """
+    if shown is None:
+        shown = "in-cluster" if default is None else (default or "none")
+    parser.add_argument(
+        flag,
+        default=os.environ.get(env, default),
+        type=_checked(kind, choices, flag, env),
+        choices=choices,
+        help=f"{help_text} [env {env}; default {shown}]",
+    )
+
+
+def given_value(argv: Sequence[str], flag: str, env: str) -> str | None:
+    """What ``flag`` (last on the command line) or else ``$env`` says, unparsed: for
+    settings needed to report a failure to parse the rest."""
+    value = os.environ.get(env)
+    for index, arg in enumerate(argv):
+        if arg == flag and index + 1 < len(argv):
+            value = argv[index + 1]
+        elif arg.startswith(f"{flag}="):
+            value = arg.partition("=")[2]
+    return value
