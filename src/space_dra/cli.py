@@ -15,64 +15,19 @@ import sys
 from collections.abc import Sequence
 
 from space_dra import __version__, logs
-from space_dra.contract import DEFAULT_DRIVER_NAME
-from space_dra.flags import Parser, UsageError, given_value
-from space_dra.flags import add as _add
+from space_dra.flags import (
+    Parser,
+    UsageError,
+    add_common,
+    add_flag,
+    at_least_one,
+    boolean,
+    fraction,
+    given_value,
+    positive,
+)
 
 log = logging.getLogger("space_dra")
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
-    return value
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    _add(parser, "--driver-name", "DRIVER_NAME", DEFAULT_DRIVER_NAME, "DRA driver name")
-    _add(
-        parser, "--kubeconfig", "KUBECONFIG", None, "kubeconfig file; empty means in-cluster config"
-    )
-    _add(
-        parser,
-        "--log-format",
-        "SPACE_DRA_LOG_FORMAT",
-        "text",
-        "log encoding",
-        choices=logs.FORMATS,
-    )
-    _add(
-        parser,
-        "--log-level",
-        "SPACE_DRA_LOG_LEVEL",
-        "info",
-        "log level",
-        choices=logs.LEVELS,
-    )
-    _add(
-        parser,
-        "--http-address",
-        "SPACE_DRA_HTTP_ADDRESS",
-        "0.0.0.0",  # noqa: S104 - probes and scrapes come from other pods
-        "address for /metrics, /healthz, /readyz",
-    )
-    _add(
-        parser,
-        "--http-port",
-        "SPACE_DRA_HTTP_PORT",
-        "8080",
-        "port for /metrics, /healthz, /readyz",
-        int,
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,43 +47,43 @@ def build_parser() -> argparse.ArgumentParser:
             "Serve the kubelet DRA protocol on unix sockets; write CDI specs and credentials."
         ),
     )
-    _common(plugin)
-    _add(
+    add_common(plugin)
+    add_flag(
         plugin,
         "--node-name",
         "NODE_NAME",
         "",
         "this node's name: minted tokens are bound to this Node (required in a cluster)",
     )
-    _add(
+    add_flag(
         plugin,
         "--plugins-dir",
         "SPACE_DRA_PLUGINS_DIR",
         "/var/lib/kubelet/plugins",
         "kubelet plugins directory; the DRA socket goes in <dir>/<driver>/",
     )
-    _add(
+    add_flag(
         plugin,
         "--registrar-dir",
         "SPACE_DRA_REGISTRAR_DIR",
         "/var/lib/kubelet/plugins_registry",
         "kubelet plugin registration directory",
     )
-    _add(
+    add_flag(
         plugin,
         "--cdi-dir",
         "SPACE_DRA_CDI_DIR",
         "/var/run/cdi",
         "directory containerd reads CDI specs from",
     )
-    _add(
+    add_flag(
         plugin,
         "--artifact-dir",
         "SPACE_DRA_ARTIFACT_DIR",
         "/var/run/claim-artifacts",
         "host directory for per-claim kubeconfig, token and CA files",
     )
-    _add(
+    add_flag(
         plugin,
         "--checkpoint",
         "SPACE_DRA_CHECKPOINT",
@@ -136,14 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint file",
         shown="<plugins-dir>/<driver>/checkpoint.json",
     )
-    _add(
+    add_flag(
         plugin,
         "--api-server-url",
         "SPACE_DRA_API_SERVER_URL",
         "",
         "API server URL written into pods' kubeconfigs, replacing the one the controller recorded",
     )
-    _add(
+    add_flag(
         plugin,
         "--ca-file",
         "SPACE_DRA_CA_FILE",
@@ -151,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "CA bundle written into pods' kubeconfigs",
         shown="the CA this plugin's client trusts",
     )
-    _add(
+    add_flag(
         plugin,
         "--token-lifetime",
         "SPACE_DRA_TOKEN_LIFETIME",
@@ -159,15 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
         "token lifetime in seconds when no NamespaceConfig sets one",
         int,
     )
-    _add(
+    add_flag(
         plugin,
         "--token-refresh-fraction",
         "SPACE_DRA_TOKEN_REFRESH_FRACTION",
         "0.8",
         "refresh a token once this fraction of its lifetime has passed (0 < f < 1)",
-        _fraction,
+        fraction,
     )
-    _add(
+    add_flag(
         plugin,
         "--wait-timeout",
         "SPACE_DRA_WAIT_TIMEOUT",
@@ -175,7 +130,33 @@ def build_parser() -> argparse.ArgumentParser:
         "seconds prepare waits for the controller to make a namespace ready (< the kubelet's 45)",
         float,
     )
-    _add(
+    add_flag(
+        plugin,
+        "--health-check-interval",
+        "SPACE_DRA_HEALTH_CHECK_INTERVAL",
+        "10",
+        "seconds between reads of each prepared claim for its device health (jittered +-20 %%)",
+        positive,
+    )
+    add_flag(
+        plugin,
+        "--credential-check-interval",
+        "SPACE_DRA_CREDENTIAL_CHECK_INTERVAL",
+        "60",
+        "re-mint each prepared device's token at least every this many seconds (jittered), "
+        "which is how a deleted namespace or a revoked minting RoleBinding is noticed",
+        positive,
+    )
+    add_flag(
+        plugin,
+        "--health-failure-threshold",
+        "SPACE_DRA_HEALTH_FAILURE_THRESHOLD",
+        "3",
+        "failed token requests (or claim reads) in a row before a device is reported "
+        "Unhealthy (refused) or Unknown (API server unreachable)",
+        at_least_one,
+    )
+    add_flag(
         plugin,
         "--rolling-update-uid",
         "POD_UID",
@@ -192,16 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
             "credentials for every allocated device, record it in the claim, garbage-collect."
         ),
     )
-    _common(controller)
-    _add(
+    add_common(controller)
+    add_flag(
         controller,
         "--namespace",
         "POD_NAMESPACE",
         "space-dra",
         "the controller's own namespace (Lease, ownership key Secret; never deleted)",
     )
-    _add(controller, "--identity", "POD_NAME", "", "leader-election identity", shown="hostname")
-    _add(
+    add_flag(controller, "--identity", "POD_NAME", "", "leader-election identity", shown="hostname")
+    add_flag(
         controller,
         "--pool-size",
         "SPACE_DRA_POOL_SIZE",
@@ -209,14 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
         "slot devices in the pool: the most ephemeral namespaces that can exist at once",
         int,
     )
-    _add(
+    add_flag(
         controller,
         "--device-attributes",
         "SPACE_DRA_DEVICE_ATTRIBUTES",
         "profile=standard",
         "attributes every slot carries for CEL selectors, as name=value,...",
     )
-    _add(
+    add_flag(
         controller,
         "--binding-conditions",
         "SPACE_DRA_BINDING_CONDITIONS",
@@ -224,14 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
         "publish bindingConditions so pods bind only once their namespace is ready",
         choices=("auto", "on", "off"),
     )
-    _add(
+    add_flag(
         controller,
         "--owner-device-class",
         "SPACE_DRA_OWNER_DEVICE_CLASS",
         "",
         "DeviceClass made the owner of the ResourceSlices, so deleting it removes them",
     )
-    _add(
+    add_flag(
         controller,
         "--pod-api-server-url",
         "SPACE_DRA_POD_API_SERVER_URL",
@@ -239,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         "API server URL recorded for pods",
         shown="https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT",
     )
-    _add(
+    add_flag(
         controller,
         "--plugin-service-account",
         "SPACE_DRA_PLUGIN_SERVICE_ACCOUNT",
@@ -247,21 +228,21 @@ def build_parser() -> argparse.ArgumentParser:
         "<namespace>/<name> of the kubelet plugin's ServiceAccount, allowed to mint tokens "
         "per namespace",
     )
-    _add(
+    add_flag(
         controller,
         "--token-minter-cluster-role",
         "SPACE_DRA_TOKEN_MINTER_ROLE",
         "space-dra-token-minter",
         "ClusterRole granting create on serviceaccounts/token for the workload ServiceAccount only",
     )
-    _add(
+    add_flag(
         controller,
         "--ownership-secret",
         "SPACE_DRA_OWNERSHIP_SECRET",
         "space-dra-ownership",
         "Secret (in --namespace) holding the key that signs the namespaces this controller creates",
     )
-    _add(
+    add_flag(
         controller,
         "--protected-namespaces",
         "SPACE_DRA_PROTECTED_NAMESPACES",
@@ -269,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         "comma-separated namespaces never deleted, besides default, kube-system, kube-public, "
         "kube-node-lease and --namespace",
     )
-    _add(
+    add_flag(
         controller,
         "--resync-period",
         "SPACE_DRA_RESYNC_PERIOD",
@@ -277,16 +258,40 @@ def build_parser() -> argparse.ArgumentParser:
         "seconds between full resyncs and garbage-collection sweeps",
         float,
     )
-    _add(controller, "--workers", "SPACE_DRA_WORKERS", "8", "claims reconciled concurrently", int)
-    _add(
+    add_flag(
+        controller,
+        "--dns-namespace-selector",
+        "SPACE_DRA_DNS_NAMESPACE_SELECTOR",
+        "kubernetes.io/metadata.name=kube-system",
+        "labels (k=v,...) of the namespace of the cluster DNS pods, the only DNS a deny-all "
+        "namespace may use",
+    )
+    add_flag(
+        controller,
+        "--dns-pod-selector",
+        "SPACE_DRA_DNS_POD_SELECTOR",
+        "k8s-app=kube-dns",
+        "labels (k=v,...) of the cluster DNS pods",
+    )
+    add_flag(
+        controller,
+        "--dns-cidrs",
+        "SPACE_DRA_DNS_CIDRS",
+        "",
+        "comma-separated CIDRs of DNS servers that are not pods (allowed as well)",
+    )
+    add_flag(
+        controller, "--workers", "SPACE_DRA_WORKERS", "8", "claims reconciled concurrently", int
+    )
+    add_flag(
         controller,
         "--leader-elect",
         "SPACE_DRA_LEADER_ELECT",
         "true",
         "elect a leader through a Lease (needed with more than one replica)",
-        _bool,
+        boolean,
     )
-    _add(
+    add_flag(
         controller,
         "--lease-name",
         "SPACE_DRA_LEASE_NAME",

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Final
+
+import yaml
 
 from space_dra import schema
 from space_dra.contract import CONFIG_API_VERSION, CONFIG_KIND
@@ -39,6 +42,9 @@ __all__ = [
     "Policy",
     "Resolved",
     "Settings",
+    "load_policy",
+    "load_policy_file",
+    "narrow",
     "parse_document",
     "resolve",
     "validate_mount_path",
@@ -71,6 +77,8 @@ class Policy:
     allowed_name_prefixes: tuple[str, ...] = _POLICY_DEFAULTS["allowed_name_prefixes"]
     allowed_network_policies: tuple[str, ...] = _POLICY_DEFAULTS["allowed_network_policies"]
     allow_admin_access: bool = _POLICY_DEFAULTS["allow_admin_access"]
+    max_devices_per_claim: int = _POLICY_DEFAULTS["max_devices_per_claim"]
+    allow_nested_claims: bool = _POLICY_DEFAULTS["allow_nested_claims"]
 
 
 @dataclass(frozen=True)
@@ -162,18 +170,22 @@ def resolve(
     documents: Iterable[tuple[str, Any]],
     admin_access: bool = False,
     defaults: Settings | None = None,
+    installation: Policy | None = None,
 ) -> Resolved:
     """Merge (source, parameters) pairs in order and check the result against policy.
 
     ``defaults`` are the component's own defaults, used where no config sets a field.
+    ``installation`` is the installation's policy (the chart's ``policy`` values): it
+    applies whatever DeviceClass a claim names, and a class's policy can only narrow it,
+    so a class made without our config, or by another admin, fails closed.
     """
     settings = defaults or Settings()
-    policy = Policy()
+    policy = installation or Policy()
     claim_set: set[str] = set()
     for source, parameters in documents:
         document = parse_document(parameters, source)
         settings = replace(settings, **document.settings)
-        policy = replace(policy, **document.policy)
+        policy = narrow(policy, document.policy)
         if source == SOURCE_CLAIM:
             claim_set.update(document.settings)
     _check_policy_consistent(policy)
@@ -193,6 +205,12 @@ def _check_policy_consistent(policy: Policy) -> None:
             f"token bounds must satisfy {MIN_TOKEN_SECONDS} <= min <= max <= {MAX_TOKEN_SECONDS}; "
             f"got min={lo}, max={hi}",
         )
+    for item in schema.POLICY:
+        value = getattr(policy, item.attr)
+        if isinstance(item.kind, schema.Integer) and not (
+            item.kind.minimum <= value <= item.kind.maximum
+        ):
+            raise fail(item.name, f"must be {schema.rule(item.kind)}, got {value}")
 
 
 def _apply_policy_defaults(settings: Settings, policy: Policy, claim_set: set[str]) -> Settings:
@@ -205,6 +223,12 @@ def _apply_policy_defaults(settings: Settings, policy: Policy, claim_set: set[st
             max(settings.token_expiration_seconds, policy.min_token_expiration_seconds),
             policy.max_token_expiration_seconds,
         )
+    if (
+        "generate_name" not in claim_set
+        and policy.allowed_name_prefixes
+        and not settings.generate_name.startswith(policy.allowed_name_prefixes)
+    ):
+        updates["generate_name"] = policy.allowed_name_prefixes[0]
     if "role" not in claim_set and settings.role not in policy.allowed_roles:
         updates["role"] = policy.allowed_roles[0]
     if "pod_security" not in claim_set and _level(settings.pod_security) < _level(
@@ -268,3 +292,88 @@ def _check_within_policy(settings: Settings, policy: Policy, admin_access: bool)
 
 def _level(level: str) -> int:
     return POD_SECURITY_LEVELS.index(level)
+
+
+def load_policy(data: Any) -> Policy:
+    """The installation's policy from the ``policy`` section of the chart's values.
+
+    Unlike a DeviceClass's policy it may widen the built-in defaults (it is the
+    admin's own choice); everything else about it is checked as strictly.
+    """
+    document = parse_document(
+        {"apiVersion": CONFIG_API_VERSION, "kind": CONFIG_KIND, schema.POLICY_FIELD: data or {}},
+        SOURCE_CLASS,
+    )
+    policy = replace(Policy(), **document.policy)
+    _check_policy_consistent(policy)
+    return policy
+
+
+def load_policy_file(path: str) -> Policy:
+    """:func:`load_policy` from a YAML file (the chart mounts its ``policy`` values);
+    the built-in defaults when ``path`` is empty. Raises ValueError naming the problem."""
+    if not path:
+        return Policy()
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read the policy file {path}: {exc}") from None
+    try:
+        return load_policy(data)
+    except ConfigError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def narrow(base: Policy, requested: Mapping[str, Any]) -> Policy:
+    """``base`` tightened by a DeviceClass's policy fields (attribute -> parsed value).
+
+    Each field becomes the stricter of the two, so a class can never allow what the
+    installation does not; a class that leaves nothing allowed is an error naming it.
+    """
+
+    def fail(path: str, message: str) -> ConfigError:
+        return ConfigError(f"policy.{path}", message, SOURCE_CLASS)
+
+    # Values that could never be valid are reported, not narrowed away.
+    _check_policy_consistent(replace(Policy(), **requested))
+    updates: dict[str, Any] = {}
+    for attr, value in requested.items():
+        current = getattr(base, attr)
+        match attr:
+            case "allowed_roles" | "allowed_network_policies":
+                kept = tuple(v for v in value if v in current)
+                if not kept:
+                    name = "allowedRoles" if attr == "allowed_roles" else "allowedNetworkPolicies"
+                    raise fail(
+                        name,
+                        f"allows none of {', '.join(current)} (the installation's policy)",
+                    )
+                updates[attr] = kept
+            case "allowed_name_prefixes":
+                if not current:
+                    updates[attr] = tuple(value)
+                elif value:
+                    kept = tuple(v for v in value if any(v.startswith(c) for c in current))
+                    if not kept:
+                        raise fail(
+                            "allowedNamePrefixes",
+                            f"none starts with {', '.join(current)} (the installation's policy)",
+                        )
+                    updates[attr] = kept
+            case "min_pod_security":
+                updates[attr] = max(current, value, key=_level)
+            case "max_quota":
+                merged = dict(current)
+                for name, cap in value.items():
+                    if name not in merged or parse_quantity(cap) < parse_quantity(merged[name]):
+                        merged[name] = cap
+                updates[attr] = merged
+            case "min_token_expiration_seconds":
+                updates[attr] = max(current, value)
+            case "max_token_expiration_seconds" | "max_devices_per_claim":
+                updates[attr] = min(current, value)
+            case "allow_admin_access" | "allow_nested_claims":
+                updates[attr] = current and value
+            case _:
+                raise AssertionError(f"no narrowing rule for policy field {attr}")
+    return replace(base, **updates)

@@ -27,6 +27,13 @@ CONFIG_KIND = "NamespaceConfig"
 
 CONDITION_READY = "NamespaceReady"
 CONDITION_FAILED = "NamespaceFailed"
+# Written by the controller on a device whose namespace it provisioned, once something
+# happened to it afterwards: status "False" with a reason (for example NamespaceDeleted
+# or NamespaceTerminating, when the namespace was deleted behind the driver's back) and
+# a message for the user; "True" (or no such condition) once it is fine again. The
+# kubelet plugin reports the device Unhealthy, with "<reason>: <message>", in the
+# health stream the kubelet copies into pods' allocatedResourcesStatus.
+CONDITION_HEALTHY = "NamespaceHealthy"
 
 # Set by the resourceclaim controller on claims generated from a pod's
 # ResourceClaimTemplate; the generated claim's own name is random.
@@ -140,6 +147,21 @@ class ManagementLabels:
         return f"{self.driver}/ownership"
 
     @property
+    def nodes(self) -> str:
+        """Namespace annotation: the nodes whose plugin may mint tokens in it."""
+        return f"{self.driver}/nodes"
+
+    @property
+    def max_token_seconds(self) -> str:
+        """Namespace annotation: the longest token lifetime its policy allows."""
+        return f"{self.driver}/max-token-seconds"
+
+    @property
+    def network_policy(self) -> str:
+        """Namespace label: the NetworkPolicy mode it was given (none, deny-ingress, ...)."""
+        return f"{self.driver}/network-policy"
+
+    @property
     def prefix(self) -> str:
         return f"{self.driver}/"
 
@@ -172,6 +194,8 @@ class NamespaceView:
     signature: str | None
     deleting: bool
     created: datetime
+    # The nodes allowed to mint tokens in it (see controller.consumers).
+    nodes: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, namespace: Namespace, labels: ManagementLabels) -> NamespaceView:
@@ -186,6 +210,7 @@ class NamespaceView:
             signature=annotations.get(labels.ownership),
             deleting=bool(meta and meta.deletionTimestamp),
             created=(meta.creationTimestamp if meta else None) or _EPOCH,
+            nodes=frozenset(filter(None, annotations.get(labels.nodes, "").split(","))),
         )
 
     @property
@@ -250,18 +275,30 @@ class ClaimView:
             selected.append((entry.source, entry.opaque.parameters))
         return selected
 
-    def device_state(self, ref: DeviceRef) -> DeviceState:
+    def _device_status(self, ref: DeviceRef) -> Any:
+        """The claim's ``status.devices[]`` entry for ``ref``, or None."""
         for status in (self.claim.status.devices if self.claim.status else None) or []:
             if (status.driver, status.pool, status.device) != (self.driver, ref.pool, ref.device):
                 continue
             if status.shareID != ref.share_id:
                 continue
-            conditions = {c.type: c for c in status.conditions or []}
-            failed = conditions.get(CONDITION_FAILED)
-            if failed is not None and failed.status == "True":
-                return DeviceState(None, ready=False, failure=f"{failed.reason}: {failed.message}")
-            ready = conditions.get(CONDITION_READY)
-            if ready is None or ready.status != "True":
-                return DeviceState(None, ready=False, failure=None)
-            return DeviceState(NamespaceRecord.from_data(status.data), ready=True, failure=None)
-        return DeviceState(None, ready=False, failure=None)
+            return status
+        return None
+
+    def device_conditions(self, ref: DeviceRef) -> dict[str, Any]:
+        """The conditions of ``ref``'s status entry by type (empty when it has none)."""
+        status = self._device_status(ref)
+        return {c.type: c for c in (status.conditions if status else None) or []}
+
+    def device_state(self, ref: DeviceRef) -> DeviceState:
+        status = self._device_status(ref)
+        if status is None:
+            return DeviceState(None, ready=False, failure=None)
+        conditions = self.device_conditions(ref)
+        failed = conditions.get(CONDITION_FAILED)
+        if failed is not None and failed.status == "True":
+            return DeviceState(None, ready=False, failure=f"{failed.reason}: {failed.message}")
+        ready = conditions.get(CONDITION_READY)
+        if ready is None or ready.status != "True":
+            return DeviceState(None, ready=False, failure=None)
+        return DeviceState(NamespaceRecord.from_data(status.data), ready=True, failure=None)

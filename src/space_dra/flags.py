@@ -1,11 +1,12 @@
-"""Flags that also read an environment variable, both checked by the same rules.
+"""Flags that also read an environment variable, as both components declare them.
 
-The Helm chart configures the pods through environment variables, so a value there
-must be refused as clearly as the same value on the command line. argparse converts a
-default taken from the environment with the flag's ``type`` but never checks it
-against ``choices``; here every flag gets one converter that does both and names the
-flag and the variable. Parse errors raise :class:`UsageError` instead of printing and
-exiting, so the caller can report them as a log line in the format asked for.
+Every flag is shown in ``--help`` with its variable and default; the Helm chart
+configures the pods through the variables, so a value there must be refused as
+clearly as the same value on the command line. argparse converts a default taken from
+the environment with the flag's ``type`` but never checks it against ``choices``; here
+every flag gets one converter that does both and names the flag and the variable.
+Parse errors raise :class:`UsageError` instead of printing and exiting, so the caller
+can report them as a log line in the format asked for.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import argparse
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
+
+from space_dra import logs
+from space_dra.contract import DEFAULT_DRIVER_NAME
 
 
 class UsageError(Exception):
@@ -53,7 +57,19 @@ def _checked(
     return convert
 
 
-def add(
+def given_value(argv: Sequence[str], flag: str, env: str) -> str | None:
+    """What ``flag`` (last on the command line) or else ``$env`` says, unparsed: for
+    settings needed to report a failure to parse the rest."""
+    value = os.environ.get(env)
+    for index, arg in enumerate(argv):
+        if arg == flag and index + 1 < len(argv):
+            value = argv[index + 1]
+        elif arg.startswith(f"{flag}="):
+            value = arg.partition("=")[2]
+    return value
+
+
+def add_flag(
     parser: argparse.ArgumentParser,
     flag: str,
     env: str,
@@ -63,10 +79,7 @@ def add(
     choices: Sequence[str] | None = None,
     shown: str | None = None,
 ) -> None:
-    """Add ``flag``, defaulting to ``$env``, else ``default``.
-
-    ``shown`` describes a default the code computes when the flag is left empty.
-    """
+    """``shown`` describes a default the code computes when the flag is left empty."""
     if shown is None:
         shown = "in-cluster" if default is None else (default or "none")
     parser.add_argument(
@@ -78,13 +91,77 @@ def add(
     )
 
 
-def given_value(argv: Sequence[str], flag: str, env: str) -> str | None:
-    """What ``flag`` (last on the command line) or else ``$env`` says, unparsed: for
-    settings needed to report a failure to parse the rest."""
-    value = os.environ.get(env)
-    for index, arg in enumerate(argv):
-        if arg == flag and index + 1 < len(argv):
-            value = argv[index + 1]
-        elif arg.startswith(f"{flag}="):
-            value = arg.partition("=")[2]
+def boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
     return value
+
+
+def positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    add_flag(parser, "--driver-name", "DRIVER_NAME", DEFAULT_DRIVER_NAME, "DRA driver name")
+    add_flag(
+        parser, "--kubeconfig", "KUBECONFIG", None, "kubeconfig file; empty means in-cluster config"
+    )
+    add_flag(
+        parser,
+        "--log-format",
+        "SPACE_DRA_LOG_FORMAT",
+        "text",
+        "log encoding",
+        choices=logs.FORMATS,
+    )
+    add_flag(
+        parser,
+        "--log-level",
+        "SPACE_DRA_LOG_LEVEL",
+        "info",
+        "log level",
+        choices=logs.LEVELS,
+    )
+    add_flag(
+        parser,
+        "--policy-file",
+        "SPACE_DRA_POLICY_FILE",
+        "",
+        "YAML file with the installation's policy (the chart's policy values); it applies to "
+        "every claim whatever its DeviceClass, and a DeviceClass's policy can only narrow it",
+        shown="the built-in policy",
+    )
+    add_flag(
+        parser,
+        "--http-address",
+        "SPACE_DRA_HTTP_ADDRESS",
+        "0.0.0.0",  # noqa: S104 - probes and scrapes come from other pods
+        "address for /metrics, /healthz, /readyz",
+    )
+    add_flag(
+        parser,
+        "--http-port",
+        "SPACE_DRA_HTTP_PORT",
+        "8080",
+        "port for /metrics, /healthz, /readyz",
+        int,
+    )

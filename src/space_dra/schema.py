@@ -41,6 +41,8 @@ RESERVED_MOUNT_ROOTS: Final = ("/proc", "/sys", "/dev", "/run/secrets", "/var/ru
 MAX_PREFIX_LENGTH: Final = 58
 RESERVED_NAME_PREFIXES: Final = ("kube-",)
 MAX_ENTRIES: Final = 64
+# A ResourceClaim holds at most 32 devices (resource.k8s.io AllocationResultsMaxSize).
+MAX_DEVICES_PER_CLAIM: Final = 32
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,8 @@ SETTINGS: Final = (
         "Prefix of the namespace's name; the API server appends 5 random characters.",
         "team-a-",
         brief="namespace name prefix",
-        cap="must start with one of `policy.allowedNamePrefixes` when that list is not empty",
+        cap="must start with one of `policy.allowedNamePrefixes` when that list is not empty; "
+        "a class default outside them becomes the first",
     ),
     Field(
         "role",
@@ -294,6 +297,24 @@ POLICY: Final = (
         Boolean(),
         False,
         "Whether claims of this class may set `adminAccess` on their requests.",
+        True,
+    ),
+    Field(
+        "maxDevicesPerClaim",
+        Integer(1, MAX_DEVICES_PER_CLAIM),
+        4,
+        "Most namespace devices one claim may hold, so one tenant cannot take the whole "
+        "pool. Refused at admission for the chart's DeviceClass (claims and templates, "
+        "`allocationMode: All` included) and by the controller for any class.",
+        2,
+    ),
+    Field(
+        "allowNestedClaims",
+        Boolean(),
+        False,
+        "Whether a claim made inside a namespace this driver provisioned may get another "
+        "namespace (outside the parent's quota). Refused at admission and by the controller "
+        "unless true.",
         True,
     ),
 )

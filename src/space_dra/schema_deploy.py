@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from space_dra.schema_shapes import (
+from space_dra.schema_types import (
     DNS_LABEL,
     DNS_SUBDOMAIN,
     DURATION,

@@ -15,7 +15,7 @@ from typing import Any, Final, assert_never
 import yaml
 
 from space_dra import schema
-from space_dra.schema_shapes import Group, Json, Value
+from space_dra.schema_types import Group, Json, Value
 from space_dra.schema_values import VALUES
 
 JSON_SCHEMA_DIALECT: Final = "http://json-schema.org/draft-07/schema#"

@@ -27,11 +27,16 @@ from space_dra.schema_deploy import (
     PLUGIN_SECURITY,
     service_account,
 )
-from space_dra.schema_shapes import (
+from space_dra.schema_types import (
     AFFINITY,
+    ATTRIBUTES,
+    BINDING_CONDITIONS,
     DNS_LABEL,
     DNS_SUBDOMAIN,
     IMAGE_DIGEST,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    PULL_POLICIES,
     RESOURCES,
     TOLERATIONS,
     Group,
@@ -48,25 +53,6 @@ from space_dra.schema_shapes import (
     string_map,
     text,
 )
-
-# What the controller's --device-attributes accepts (not "index": the controller sets it).
-ATTRIBUTE_NAME: Final = "([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z_][A-Za-z0-9_]{0,31}"
-LOG_FORMATS: Final = ("text", "json")
-LOG_LEVELS: Final = ("debug", "info", "warning", "error")
-BINDING_CONDITIONS: Final = ("auto", "on", "off")
-PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
-
-
-ATTRIBUTES: Final = {
-    "type": "object",
-    # The controller sets "index" itself.
-    "properties": {"index": {"not": {}, "description": "reserved: the slot's number"}},
-    # Strings go into a comma-separated flag: no "," in them.
-    "patternProperties": {
-        f"^{ATTRIBUTE_NAME}$": {"type": ["string", "integer", "boolean"], "pattern": "^[^,]*$"}
-    },
-    "additionalProperties": False,
-}
 
 
 def _scheduling(
@@ -194,8 +180,66 @@ VALUES: Final = Group(
         ),
         Group(
             "admissionPolicy",
-            (Value("enabled", boolean(), True, "Install the ValidatingAdmissionPolicy."),),
-            "Reject invalid NamespaceConfig in claims, templates and DeviceClasses at admission.",
+            (
+                Value(
+                    "enabled",
+                    boolean(),
+                    True,
+                    "Install the ValidatingAdmissionPolicies: NamespaceConfig structure, and the "
+                    "tenancy guarantees of docs/security.md (node-scoped token minting, token "
+                    "lifetimes, protected namespace contents, claim size and nesting, the "
+                    "controller's reach). Turning this off removes those guarantees.",
+                ),
+            ),
+            "What the API server enforces at admission, whatever our code does.",
+        ),
+        Group(
+            "ownershipKey",
+            (
+                Value(
+                    "existingSecret",
+                    text(DNS_SUBDOMAIN, empty=True),
+                    "",
+                    "A Secret in the release namespace holding the key (field hmac-key, 32 "
+                    "bytes or more) that signs the namespaces the controller creates. Empty: "
+                    "the controller creates <fullname>-ownership on its first start; it is not "
+                    "part of the rendered manifests, so rendering twice gives the same output "
+                    "and upgrades, GitOps and uninstall keep it.",
+                ),
+            ),
+            "The key that proves a namespace was made by this controller (only signed "
+            "namespaces are ever deleted).",
+        ),
+        Group(
+            "networkPolicy",
+            (
+                Group(
+                    "dns",
+                    (
+                        Value(
+                            "namespaceSelector",
+                            string_map(),
+                            {"kubernetes.io/metadata.name": "kube-system"},
+                            "Labels of the namespace the cluster DNS pods run in.",
+                        ),
+                        Value(
+                            "podSelector",
+                            string_map(),
+                            {"k8s-app": "kube-dns"},
+                            "Labels of the cluster DNS pods.",
+                        ),
+                        Value(
+                            "cidrs",
+                            array(text("[0-9a-fA-F:.]+/[0-9]{1,3}", max_length=64)),
+                            [],
+                            "Addresses of a DNS server that does not run as a pod (CIDRs).",
+                        ),
+                    ),
+                    "Where pods of a deny-all namespace may send DNS queries (port 53): only "
+                    "there, not to any address.",
+                ),
+            ),
+            "The NetworkPolicies the controller puts into namespaces.",
         ),
         Value("logFormat", choice(LOG_FORMATS), "text", "Log encoding of both components."),
         Value("logLevel", choice(LOG_LEVELS), "info", "Log level of both components."),
@@ -276,6 +320,30 @@ VALUES: Final = Group(
                     "Token lifetime when no NamespaceConfig sets one (only with "
                     "deviceClass.create=false; otherwise defaults.tokenExpirationSeconds "
                     "applies).",
+                ),
+                Group(
+                    "health",
+                    (
+                        Value(
+                            "checkInterval",
+                            seconds(),
+                            10,
+                            "Seconds between reads of each prepared claim (jittered).",
+                        ),
+                        Value(
+                            "credentialCheckInterval",
+                            seconds(),
+                            60,
+                            "Most seconds between token requests per device (jittered).",
+                        ),
+                        Value(
+                            "failureThreshold",
+                            integer(1),
+                            3,
+                            "Failures in a row before Unhealthy (refused) or Unknown.",
+                        ),
+                    ),
+                    "Device health in pods' allocatedResourcesStatus (docs/health.md).",
                 ),
                 Value("metricsPort", port(), 8081, "Port of /metrics, /healthz and /readyz."),
                 *_scheduling(

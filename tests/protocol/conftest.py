@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -17,12 +18,19 @@ from space_dra.kube_memory import MemoryKube
 from space_dra.plugin.options import DriverOptions
 from space_dra.plugin.server import PluginOptions, PluginServer
 from space_dra.proto.dra.v1 import api_pb2 as v1
+from space_dra.proto.dra_health.v1 import api_pb2 as health_v1
+from space_dra.proto.dra_health.v1alpha1 import api_pb2 as health_v1alpha1
 
 CA_PEM = b"-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"
 V1_PREPARE = "/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/NodePrepareResources"
 V1_UNPREPARE = "/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/NodeUnprepareResources"
 V1BETA1_PREPARE = "/k8s.io.kubelet.pkg.apis.dra.v1beta1.DRAPlugin/NodePrepareResources"
 V1BETA1_UNPREPARE = "/k8s.io.kubelet.pkg.apis.dra.v1beta1.DRAPlugin/NodeUnprepareResources"
+# The health stream's method path per version, as the kubelet dials it (upstream names).
+HEALTH_WATCH = {
+    health_v1: "/v1.DRAResourceHealth/NodeWatchResources",
+    health_v1alpha1: "/v1alpha1.DRAResourceHealth/NodeWatchResources",
+}
 
 
 @dataclass
@@ -86,6 +94,14 @@ class Kubelet:
         method = V1_UNPREPARE if api is v1 else V1BETA1_UNPREPARE
         return await self.call(method, request, api.NodeUnprepareResourcesResponse)
 
+    def watch_health(self, api: Any) -> Any:
+        """Open the DRAResourceHealth stream of version ``api`` (a generated module)."""
+        return self.channel.unary_stream(
+            HEALTH_WATCH[api],
+            request_serializer=api.NodeWatchResourcesRequest.SerializeToString,
+            response_deserializer=api.NodeWatchResourcesResponse.FromString,
+        )(api.NodeWatchResourcesRequest())
+
     async def close(self) -> None:
         await self.channel.close(None)
 
@@ -106,10 +122,11 @@ def dirs() -> Iterator[Dirs]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-async def harness(dirs: Dirs) -> AsyncIterator[Harness]:
-    kube = MemoryKube()
-    server = PluginServer(kube, dirs.options())
+@contextlib.asynccontextmanager
+async def serving(dirs: Dirs, kube: Any = None, **driver_overrides: Any) -> AsyncIterator[Harness]:
+    """A started plugin with ``driver_overrides`` on its DriverOptions."""
+    kube = kube if kube is not None else MemoryKube()
+    server = PluginServer(kube, dirs.options(**driver_overrides))
     await server.start()
     harness = Harness(dirs, kube, server, Kubelet(server.paths.dra))
     try:
@@ -118,3 +135,9 @@ async def harness(dirs: Dirs) -> AsyncIterator[Harness]:
         # Tests may restart the plugin and swap these out.
         await harness.kubelet.close()
         await harness.server.stop()
+
+
+@pytest.fixture
+async def harness(dirs: Dirs) -> AsyncIterator[Harness]:
+    async with serving(dirs) as started:
+        yield started

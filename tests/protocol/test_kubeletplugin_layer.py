@@ -18,7 +18,8 @@ from grpc_health.v1 import health_pb2
 
 from space_dra import kubeletplugin as kp
 from space_dra.proto.dra.v1beta1 import api_pb2 as v1beta1
-from space_dra.proto.dra_health.v1alpha1 import api_pb2 as health_api
+from space_dra.proto.dra_health.v1 import api_pb2 as health_v1
+from space_dra.proto.dra_health.v1alpha1 import api_pb2 as health_v1alpha1
 from tests.protocol.conftest import Dirs, Kubelet
 from tests.protocol.test_plugin_protocol import get_info, health, notify
 from tests.support.claims import new_uid
@@ -80,7 +81,7 @@ class HealthyToy(ToyDriver):
     def __init__(self) -> None:
         super().__init__()
         self.changes = kp.ChangeSignal()
-        self.report = [kp.DeviceHealth("pool", "dev-a", healthy=True)]
+        self.report = [kp.DeviceHealth("pool", "dev-a", kp.HealthStatus.HEALTHY)]
 
     @property
     def health_changes(self) -> kp.ChangeSignal:
@@ -222,27 +223,58 @@ async def test_the_registration_verdict_reaches_the_hook_and_the_probes(dirs: Di
     assert plugin.problem() == f"registration socket {plugin.paths.registration} is missing"
 
 
-async def test_a_health_reporter_gets_the_health_stream(dirs: Dirs) -> None:
+async def test_a_health_reporter_gets_both_health_streams(dirs: Dirs) -> None:
     driver = HealthyToy()
     plugin = await serve(dirs, driver)
     kubelet = Kubelet(plugin.paths.dra)
     try:
         info = await get_info(plugin.paths.registration)
-        assert list(info.supported_versions)[-1] == "v1alpha1.DRAResourceHealth"
-        stream = kubelet.channel.unary_stream(
-            "/v1alpha1.DRAResourceHealth/NodeWatchResources",
-            request_serializer=health_api.NodeWatchResourcesRequest.SerializeToString,
-            response_deserializer=health_api.NodeWatchResourcesResponse.FromString,
-        )(health_api.NodeWatchResourcesRequest())
-        first: Any = await asyncio.wait_for(stream.read(), 5)
-        assert [(d.device.device_name, d.health) for d in first.devices] == [
-            ("dev-a", health_api.HEALTHY)
+        assert list(info.supported_versions)[-2:] == [
+            "v1.DRAResourceHealth",
+            "v1alpha1.DRAResourceHealth",
         ]
-        driver.report = [kp.DeviceHealth("pool", "dev-a", healthy=False, message="lamp broke")]
+        streams = {api: kubelet.watch_health(api) for api in (health_v1, health_v1alpha1)}
+        for api, stream in streams.items():
+            first: Any = await asyncio.wait_for(stream.read(), 5)
+            assert [(d.device.device_name, d.health) for d in first.devices] == [
+                ("dev-a", api.HEALTHY)
+            ]
+        driver.report = [
+            kp.DeviceHealth("pool", "dev-a", kp.HealthStatus.UNHEALTHY, "lamp broke"),
+            kp.DeviceHealth("pool", "dev-b", kp.HealthStatus.UNKNOWN, "x" * 5000),
+        ]
         driver.changes.notify()
-        update: Any = await asyncio.wait_for(stream.read(), 5)
-        [device] = update.devices
-        assert (device.health, device.message) == (health_api.UNHEALTHY, "lamp broke")
+        for api, stream in streams.items():
+            update: Any = await asyncio.wait_for(stream.read(), 5)
+            a, b = update.devices
+            assert (a.device.device_name, a.health, a.message) == (
+                "dev-a",
+                api.UNHEALTHY,
+                "lamp broke",
+            )
+            assert (b.device.device_name, b.health) == ("dev-b", api.UNKNOWN)
+            assert len(b.message) <= 1024, "the kubelet keeps at most 1024 characters"
+            stream.cancel()
+    finally:
+        await kubelet.close()
+        await plugin.stop()
+
+
+async def test_a_device_reported_twice_is_sent_once_with_its_worst_health(dirs: Dirs) -> None:
+    driver = HealthyToy()
+    driver.report = [
+        kp.DeviceHealth("pool", "shared", kp.HealthStatus.HEALTHY, "claim one is fine"),
+        kp.DeviceHealth("pool", "shared", kp.HealthStatus.UNHEALTHY, "claim two is not"),
+        kp.DeviceHealth("pool", "shared", kp.HealthStatus.UNKNOWN, "claim three cannot tell"),
+    ]
+    plugin = await serve(dirs, driver)
+    kubelet = Kubelet(plugin.paths.dra)
+    try:
+        stream = kubelet.watch_health(health_v1)
+        first: Any = await asyncio.wait_for(stream.read(), 5)
+        assert [(d.device.device_name, d.health, d.message) for d in first.devices] == [
+            ("shared", health_v1.UNHEALTHY, "claim two is not")
+        ]
         stream.cancel()
     finally:
         await kubelet.close()

@@ -18,8 +18,10 @@ from space_dra.contract import WORKLOAD_SERVICE_ACCOUNT
 from space_dra.plugin.server import PluginServer
 from space_dra.proto.dra.v1 import api_pb2 as v1
 from space_dra.proto.dra.v1beta1 import api_pb2 as v1beta1
+from space_dra.proto.dra_health.v1 import api_pb2 as health_v1
+from space_dra.proto.dra_health.v1alpha1 import api_pb2 as health_v1alpha1
 from space_dra.proto.pluginregistration import api_pb2 as reg
-from tests.protocol.conftest import Dirs, Harness, Kubelet
+from tests.protocol.conftest import Dirs, Harness, Kubelet, serving
 from tests.support.claims import (
     SERVER,
     failed_device,
@@ -109,6 +111,7 @@ async def test_get_info_names_driver_endpoint_and_versions(harness: Harness) -> 
     assert list(info.supported_versions) == [
         "v1.DRAPlugin",
         "v1beta1.DRAPlugin",
+        "v1.DRAResourceHealth",
         "v1alpha1.DRAResourceHealth",
     ]
 
@@ -550,7 +553,13 @@ async def test_corrupt_checkpoint_is_moved_aside_and_rebuilt_from_cdi_specs(
     assert list(harness.dirs.artifacts.iterdir()) == []
 
 
-async def test_token_is_rotated_before_expiry_through_the_same_directory(harness: Harness) -> None:
+async def test_token_is_rotated_before_expiry_through_the_same_directory(dirs: Dirs) -> None:
+    # Credential checks (every minute by default) would re-mint first; this is the lifetime rule.
+    async with serving(dirs, credential_check_interval=7200) as harness:
+        await _rotated_before_expiry(harness)
+
+
+async def _rotated_before_expiry(harness: Harness) -> None:
     uid = add_ready_claim(harness)
     await harness.kubelet.prepare(("default", "test-claim", uid))
     directory = harness.dirs.artifacts / uid
@@ -570,15 +579,9 @@ async def test_token_is_rotated_before_expiry_through_the_same_directory(harness
     assert len(harness.kube.tokens_issued) == 2
 
 
-async def test_health_stream_reports_prepared_devices(harness: Harness) -> None:
-    from space_dra.proto.dra_health.v1alpha1 import api_pb2 as health_api
-
-    call = harness.kubelet.channel.unary_stream(
-        "/v1alpha1.DRAResourceHealth/NodeWatchResources",
-        request_serializer=health_api.NodeWatchResourcesRequest.SerializeToString,
-        response_deserializer=health_api.NodeWatchResourcesResponse.FromString,
-    )
-    stream = call(health_api.NodeWatchResourcesRequest())
+@pytest.mark.parametrize("api", [health_v1, health_v1alpha1], ids=["v1", "v1alpha1"])
+async def test_health_stream_reports_prepared_devices(harness: Harness, api: Any) -> None:
+    stream = harness.kubelet.watch_health(api)
     first: Any = await asyncio.wait_for(stream.read(), 5)
     assert list(first.devices) == []
 
@@ -587,12 +590,32 @@ async def test_health_stream_reports_prepared_devices(harness: Harness) -> None:
     update: Any = await asyncio.wait_for(stream.read(), 5)
     [device] = update.devices
     assert (device.device.pool_name, device.device.device_name) == ("space", "slot-0")
-    assert device.health == health_api.HEALTHY
+    assert device.health == api.HEALTHY
     assert device.health_check_timeout_seconds > 0
 
     await harness.kubelet.unprepare(("default", "test-claim", uid))
     after: Any = await asyncio.wait_for(stream.read(), 5)
     assert list(after.devices) == []
+    stream.cancel()
+
+
+# The 1.37 kubelet's preference, newest first (pkg/kubelet/cm/dra/plugin/dra_plugin.go);
+# a 1.36 kubelet opens v1alpha1 without looking at the list.
+KUBELET_1_37_HEALTH_SERVICES = ("v1.DRAResourceHealth", "v1alpha1.DRAResourceHealth")
+
+
+async def test_a_kubelet_choosing_from_get_info_gets_a_working_health_stream(
+    harness: Harness,
+) -> None:
+    info = await get_info(harness.server.paths.registration)
+    chosen = next(s for s in KUBELET_1_37_HEALTH_SERVICES if s in info.supported_versions)
+    assert chosen == "v1.DRAResourceHealth"
+    api = {"v1.DRAResourceHealth": health_v1}[chosen]
+    uid = add_ready_claim(harness)
+    await harness.kubelet.prepare(("default", "test-claim", uid))
+    stream = harness.kubelet.watch_health(api)
+    first: Any = await asyncio.wait_for(stream.read(), 5)
+    assert [d.health for d in first.devices] == [api.HEALTHY]
     stream.cancel()
 
 

@@ -67,6 +67,16 @@ BAD_VALUES: list[tuple[list[str], str, str]] = [
         "at '/controller/serviceAccount/name'",
         "minLength",
     ),
+    (
+        ["--set", "kubeletPlugin.health.failureThreshold=0"],
+        "at '/kubeletPlugin/health/failureThreshold'",
+        "minimum",
+    ),
+    (
+        ["--set", "kubeletPlugin.health.checkInterval=0"],
+        "at '/kubeletPlugin/health/checkInterval'",
+        "exclusiveMinimum",
+    ),
 ]
 
 # Accepted, and what existing callers pass (numbers as strings come from --set-string).
@@ -80,6 +90,10 @@ GOOD_VALUES: dict[str, list[str]] = {
     "strings-for-numbers": [
         *("--set-string", "pool.size=4", "--set-string", "controller.resyncPeriod=10"),
         *("--set-string", "kubeletPlugin.waitTimeout=2.5"),
+        # What tests/e2e/test_health.py passes.
+        *("--set-string", "kubeletPlugin.health.checkInterval=3"),
+        *("--set-string", "kubeletPlugin.health.credentialCheckInterval=5"),
+        *("--set-string", "kubeletPlugin.health.failureThreshold=2"),
     ],
     "no-admission-policy": [
         *("--set", "admissionPolicy.enabled=false", "--set", "deviceClass.create=false"),

@@ -79,8 +79,10 @@ def make_claim(
     configs: list[tuple[str, dict[str, Any], list[str]]] | None = None,
     annotations: dict[str, str] | None = None,
     admin_access: bool = False,
+    reserved_for: list[tuple[str, str]] | None = None,
 ) -> ResourceClaim:
-    """A claim; ``devices`` are (request, device) pairs from our pool."""
+    """A claim; ``devices`` are (request, device) pairs from our pool, ``reserved_for``
+    the (name, UID) of the pods the scheduler reserved it for."""
     devices = devices if devices is not None else [("ns", "slot-0")]
     body: dict[str, Any] = {
         "apiVersion": "resource.k8s.io/v1",
@@ -125,6 +127,10 @@ def make_claim(
         }
     if status_devices is not None:
         body["status"]["devices"] = status_devices
+    if reserved_for:
+        body["status"]["reservedFor"] = [
+            {"resource": "pods", "name": name, "uid": pod_uid} for name, pod_uid in reserved_for
+        ]
     result = codecs.from_dict(body)
     assert isinstance(result, ResourceClaim)
     return result

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from lightkube.resources.core_v1 import Event, Namespace
 from lightkube.resources.resource_v1 import ResourceClaim
 
-from space_dra.config import Settings
+from space_dra.config import Policy, Settings
 from space_dra.contract import (
     DEFAULT_DRIVER_NAME,
     ClaimView,
@@ -53,10 +53,18 @@ OPTIONS = ReconcilerOptions(
 
 @contextlib.asynccontextmanager
 async def running_reconciler(
-    kube: MemoryKube, rejection_memory_seconds: float = 300.0, **changes: Any
+    kube: MemoryKube,
+    rejection_memory_seconds: float = 300.0,
+    policy: Policy | None = None,
+    **changes: Any,
 ) -> AsyncIterator[Reconciler]:
-    """The reconciler running (caches synced, first sweep done) until the block ends."""
-    provisioning = replace(PROVISIONING, rejection_memory_seconds=rejection_memory_seconds)
+    """The reconciler running (caches synced, first sweep done) until the block ends;
+    ``policy`` is the installation's (the built-in one when None)."""
+    provisioning = replace(
+        PROVISIONING,
+        rejection_memory_seconds=rejection_memory_seconds,
+        policy=policy or Policy(),
+    )
     options = replace(OPTIONS, provisioning=provisioning, **changes)
     reconciler = Reconciler(kube, SIGNER, options)
     task = asyncio.create_task(reconciler.run())

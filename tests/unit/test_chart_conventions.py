@@ -74,7 +74,6 @@ def test_fullname_override_prefixes_every_object_and_what_refers_to_them() -> No
     assert controller_env["SPACE_DRA_OWNERSHIP_SECRET"] == "dra-ownership"
     assert controller_env["SPACE_DRA_TOKEN_MINTER_ROLE"] == "dra-token-minter"
     assert controller_env["SPACE_DRA_LEASE_NAME"] == "dra-controller"
-    assert the(docs, "Secret")["metadata"]["name"] == "dra-ownership"
     assert the(docs, "Lease")["metadata"]["name"] == "dra-controller"
 
 

@@ -39,7 +39,9 @@ def test_a_headless_metrics_service_per_component(component: str) -> None:
 
 
 def test_monitors_and_dashboard_only_when_asked() -> None:
-    assert not kinds(render()) & {*MONITORS, "ConfigMap"}
+    docs = render()
+    assert not kinds(docs) & set(MONITORS)
+    assert not [doc for doc in docs if doc["metadata"]["name"].endswith("-dashboard")]
 
 
 @pytest.mark.parametrize("kind", MONITORS)

@@ -63,7 +63,7 @@ def test_device_class_carries_set_values_with_their_types() -> None:
 
 def test_rendered_admission_policy_is_the_generated_one() -> None:
     """tests/unit/test_admission_cel.py runs schema_cel's checks; these are what ships."""
-    policy = the(render(), "ValidatingAdmissionPolicy")["spec"]
+    policy = the(render(), "ValidatingAdmissionPolicy", "-namespace-config")["spec"]
     assert policy["variables"] == [
         {"name": v.name, "expression": v.expression}
         for v in schema_cel.variables(DEFAULT_DRIVER_NAME)

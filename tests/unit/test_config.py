@@ -143,8 +143,9 @@ def test_wrong_kind_or_version_is_rejected() -> None:
 def test_admin_access_needs_explicit_policy() -> None:
     with pytest.raises(ConfigError, match="adminAccess"):
         resolve([], admin_access=True)
+    installation = Policy(allow_admin_access=True)
     assert resolve(
-        [klass(policy={"allowAdminAccess": True})], admin_access=True
+        [klass(policy={"allowAdminAccess": True})], admin_access=True, installation=installation
     ).policy.allow_admin_access
 
 

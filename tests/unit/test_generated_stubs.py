@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 from space_dra.proto.dra.v1 import api_pb2 as v1
 from space_dra.proto.dra.v1beta1 import api_pb2 as v1beta1
+from space_dra.proto.dra_health.v1 import api_pb2 as health_v1
+from space_dra.proto.dra_health.v1alpha1 import api_pb2 as health_v1alpha1
 from space_dra.proto.pluginregistration import api_pb2 as reg
 from tests.support.gotools import REPO
 
@@ -62,3 +65,39 @@ def test_wire_bytes_are_stable() -> None:
     assert claim.SerializeToString() == b"\n\x02ns\x12\x01u\x1a\x01n"
     device = v1.Device(pool_name="p", device_name="d", cdi_device_ids=["x"], share_id="s")
     assert device.SerializeToString() == b'\x12\x01p\x1a\x01d"\x01x*\x01s'
+
+
+def test_health_service_names_match_the_kubelet() -> None:
+    # The names a 1.37 kubelet looks for in GetInfo's list, and dials.
+    for api, package in ((health_v1, "v1"), (health_v1alpha1, "v1alpha1")):
+        service = api.DESCRIPTOR.services_by_name["DRAResourceHealth"]
+        assert service.full_name == f"{package}.DRAResourceHealth"
+        assert [m.name for m in service.methods] == ["NodeWatchResources"]
+        assert service.methods[0].server_streaming
+        assert {f.name: f.number for f in api.DeviceHealth.DESCRIPTOR.fields} == {
+            "device": 1,
+            "health": 2,
+            "last_updated_time": 3,
+            "health_check_timeout_seconds": 4,
+            "message": 5,
+        }
+        assert (api.UNKNOWN, api.HEALTHY, api.UNHEALTHY) == (0, 1, 2)
+
+
+def test_both_health_versions_put_the_same_bytes_on_the_wire() -> None:
+    def report(api: Any) -> bytes:
+        return bytes(
+            api.NodeWatchResourcesResponse(
+                devices=[
+                    api.DeviceHealth(
+                        device=api.DeviceIdentifier(pool_name="p", device_name="d"),
+                        health=api.UNHEALTHY,
+                        last_updated_time=7,
+                        health_check_timeout_seconds=120,
+                        message="m",
+                    )
+                ]
+            ).SerializeToString()
+        )
+
+    assert report(health_v1) == report(health_v1alpha1)

@@ -24,8 +24,8 @@ from space_dra.config import (
     resolve,
 )
 from space_dra.schema_doc import README_BEGIN, example_yaml
-from space_dra.schema_shapes import Group, Value
-from space_dra.schema_values import BINDING_CONDITIONS, LOG_FORMATS, LOG_LEVELS, VALUES
+from space_dra.schema_types import BINDING_CONDITIONS, LOG_FORMATS, LOG_LEVELS, Group, Value
+from space_dra.schema_values import VALUES
 from tests.support.claims import namespace_config as doc
 from tests.support.gotools import REPO
 from tests.support.hostdriver import CHART
@@ -109,20 +109,20 @@ def test_reference_documents_every_field_and_value() -> None:
     reference = (REPO / "docs" / "configuration.md").read_text()
     for item in (*schema.SETTINGS, *schema.POLICY):
         assert f"#### `{item.name}`" in reference
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    declared_values = _declared(VALUES, groups=False)
 
-    def leaves(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    def leaves(group: Group, prefix: str = "") -> list[str]:
         names = []
-        for key, value in tree.items():
-            # A map value (resources, a securityContext) is one row, not one per key.
-            if isinstance(value, dict) and value and f"{prefix}{key}" not in declared_values:
-                names += leaves(value, f"{prefix}{key}.")
+        for child in group.children:
+            if isinstance(child, Group):
+                names += leaves(child, f"{prefix}{child.name}.")
             else:
-                names.append(f"{prefix}{key}")
+                names.append(f"{prefix}{child.name}")
         return names
 
-    for name in leaves(values):
+    names = leaves(VALUES)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert {name.split(".")[0] for name in names} == set(values)
+    for name in names:
         assert f"| `{name}` |" in reference, name
 
 
@@ -147,16 +147,12 @@ def test_vapcheck_builds_against_the_cluster_kubernetes_version() -> None:
         assert found is not None and found[1] == expected, (module, expected)
 
 
-def _declared(node: Group | Value, prefix: str = "", *, groups: bool = True) -> set[str]:
+def _declared(node: Group | Value, prefix: str = "") -> set[str]:
     name = f"{prefix}{node.name}"
     if isinstance(node, Value):
         return {name}
-    below = {
-        n
-        for child in node.children
-        for n in _declared(child, f"{name}." if name else "", groups=groups)
-    }
-    return below | ({name} if name and groups else set())
+    below = {n for child in node.children for n in _declared(child, f"{name}." if name else "")}
+    return below | ({name} if name else set())
 
 
 def test_every_value_a_template_reads_is_declared() -> None:

@@ -83,6 +83,8 @@ class Controller:
             plugin_service_account=options.plugin_service_account,
             token_minter_cluster_role=options.token_minter_cluster_role,
             pod_api_server=self.server,
+            policy=options.policy,
+            dns=options.dns,
         )
         reconciler = Reconciler(
             self.kube,

@@ -12,11 +12,14 @@ LimitRange and a NetworkPolicy. Nothing here talks to the API server.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube.models.core_v1 import LimitRangeItem, LimitRangeSpec, ResourceQuotaSpec
 from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
 from lightkube.models.networking_v1 import (
+    IPBlock,
     NetworkPolicyEgressRule,
     NetworkPolicyIngressRule,
     NetworkPolicyPeer,
@@ -59,9 +62,21 @@ def namespace_object(
     claim_ref: str,
     device: DeviceRef,
     settings: Settings,
+    max_token_seconds: int | None = None,
 ) -> Namespace:
-    """The Namespace as we create it: management labels, Pod Security, signature."""
+    """The Namespace as we create it: management labels, Pod Security, signature.
+
+    The network-policy label and the token-lifetime annotation are what the chart's
+    admission policies read to stop the workload from undoing its isolation or minting
+    tokens that outlive the policy.
+    """
     level = settings.pod_security
+    annotations = {
+        labels.claim_ref: claim_ref,
+        labels.ownership: signer.sign(name, claim_uid, device_label(device)),
+    }
+    if max_token_seconds is not None:
+        annotations[labels.max_token_seconds] = str(max_token_seconds)
     return Namespace(
         metadata=ObjectMeta(
             name=name,
@@ -73,13 +88,35 @@ def namespace_object(
                 "pod-security.kubernetes.io/enforce-version": "latest",
                 "pod-security.kubernetes.io/audit": level,
                 "pod-security.kubernetes.io/warn": level,
+                labels.network_policy: settings.network_policy,
             },
-            annotations={
-                labels.claim_ref: claim_ref,
-                labels.ownership: signer.sign(name, claim_uid, device_label(device)),
-            },
+            annotations=annotations,
         )
     )
+
+
+@dataclass(frozen=True)
+class DnsServers:
+    """Where pods of a ``deny-all`` namespace may send DNS queries, and nowhere else on
+    port 53: the cluster DNS pods by label, and servers that are not pods by address."""
+
+    namespace_selector: Mapping[str, str] = field(
+        default_factory=lambda: {"kubernetes.io/metadata.name": "kube-system"}
+    )
+    pod_selector: Mapping[str, str] = field(default_factory=lambda: {"k8s-app": "kube-dns"})
+    cidrs: tuple[str, ...] = ()
+
+    def peers(self) -> list[NetworkPolicyPeer]:
+        peers = [NetworkPolicyPeer(ipBlock=IPBlock(cidr=cidr)) for cidr in self.cidrs]
+        if self.namespace_selector or self.pod_selector:
+            peers.insert(
+                0,
+                NetworkPolicyPeer(
+                    namespaceSelector=LabelSelector(matchLabels=dict(self.namespace_selector)),
+                    podSelector=LabelSelector(matchLabels=dict(self.pod_selector)),
+                ),
+            )
+        return peers
 
 
 def namespace_contents(
@@ -88,6 +125,7 @@ def namespace_contents(
     settings: Settings,
     plugin_service_account: str,
     token_minter_cluster_role: str,
+    dns: DnsServers | None = None,
 ) -> list[Any]:
     """Objects that go into the namespace, in apply order.
 
@@ -136,13 +174,18 @@ def namespace_contents(
             )
         )
     if settings.network_policy != "none":
-        objects.append(network_policy(namespace, settings.network_policy, common))
+        objects.append(
+            network_policy(namespace, settings.network_policy, common, dns or DnsServers())
+        )
     return objects
 
 
-def network_policy(namespace: str, mode: str, labels: dict[str, str]) -> NetworkPolicy:
+def network_policy(
+    namespace: str, mode: str, labels: dict[str, str], dns: DnsServers
+) -> NetworkPolicy:
     """``deny-ingress``: only pods of this namespace may connect in.
-    ``deny-all``: additionally, pods may only connect to this namespace and DNS."""
+    ``deny-all``: additionally, pods may only connect to this namespace and to the
+    cluster's DNS servers (``dns``)."""
     same_namespace = [NetworkPolicyPeer(podSelector=LabelSelector())]
     spec = NetworkPolicySpec(
         podSelector=LabelSelector(),
@@ -154,12 +197,15 @@ def network_policy(namespace: str, mode: str, labels: dict[str, str]) -> Network
         spec.egress = [
             NetworkPolicyEgressRule(to=same_namespace),
             NetworkPolicyEgressRule(
+                to=dns.peers(),
                 ports=[
                     NetworkPolicyPort(port=53, protocol="UDP"),
                     NetworkPolicyPort(port=53, protocol="TCP"),
-                ]
+                ],
             ),
         ]
+        if not spec.egress[1].to:
+            spec.egress.pop()  # no DNS server named: no DNS, rather than DNS to anywhere
     return NetworkPolicy(
         metadata=ObjectMeta(name=NETWORK_POLICY_NAME, namespace=namespace, labels=labels), spec=spec
     )

@@ -71,6 +71,11 @@ class ManagedNamespaces:
                 found[view.name] = view
         return [view for view in found.values() if self.owned(view)]
 
+    def is_managed(self, name: str) -> bool:
+        """Whether ``name`` is a namespace we made (cached, with a valid signature)."""
+        namespace = self.informer.cache.get(("", name))
+        return namespace is not None and self.signer.owns(NamespaceView.of(namespace, self.labels))
+
     def owned(self, view: NamespaceView) -> bool:
         if self.signer.owns(view):
             return True

@@ -9,14 +9,20 @@ names the flag, instead of surfacing later as a failing API call.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from space_dra.config import Policy, load_policy_file
+from space_dra.controller.manifests import DnsServers
 
 _ATTRIBUTE_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z_][A-Za-z0-9_]{0,31}$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _INTEGER = re.compile(r"-?\d{1,18}")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 AttributeValue = str | int | bool
 
@@ -42,6 +48,28 @@ def parse_attributes(text: str) -> dict[str, AttributeValue]:
             value = int(raw)
         attributes[name] = value
     return attributes
+
+
+def parse_labels(flag: str, text: str) -> dict[str, str]:
+    """``k8s-app=kube-dns,tier=a`` -> a label selector's matchLabels."""
+    labels: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        name = key.rsplit("/", 1)[-1]
+        if not sep or not _LABEL_NAME.match(name) or not _LABEL_VALUE.match(value):
+            raise OptionsError(f"{flag}: {item!r} is not key=value with a valid label")
+        labels[key] = value
+    return labels
+
+
+def parse_cidrs(text: str) -> tuple[str, ...]:
+    cidrs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            cidrs.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise OptionsError(f"--dns-cidrs: {item!r} is not a CIDR") from None
+    return tuple(cidrs)
 
 
 def _names(text: str) -> frozenset[str]:
@@ -71,6 +99,9 @@ class ControllerOptions:
     kubeconfig: str | None = None
     http_address: str = "0.0.0.0"  # noqa: S104 - probes and scrapes come from other pods
     http_port: int = 8080
+    # The installation's policy: every claim is judged within it (see config.resolve).
+    policy: Policy = field(default_factory=Policy)
+    dns: DnsServers = field(default_factory=DnsServers)
 
     def __post_init__(self) -> None:
         if not _DNS_SUBDOMAIN.match(self.driver) or len(self.driver) > 63:
@@ -129,7 +160,20 @@ class ControllerOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace, hostname: str) -> ControllerOptions:
         """From ``space-dra controller``'s parsed flags; ``hostname`` is the default identity."""
+        try:
+            policy = load_policy_file(args.policy_file)
+        except ValueError as exc:
+            raise OptionsError(f"--policy-file: {exc}") from None
+        dns = DnsServers(
+            namespace_selector=parse_labels(
+                "--dns-namespace-selector", args.dns_namespace_selector
+            ),
+            pod_selector=parse_labels("--dns-pod-selector", args.dns_pod_selector),
+            cidrs=parse_cidrs(args.dns_cidrs),
+        )
         return cls(
+            policy=policy,
+            dns=dns,
             driver=args.driver_name,
             namespace=args.namespace,
             identity=args.identity or hostname,

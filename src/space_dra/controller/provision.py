@@ -21,13 +21,13 @@ import logging
 import math
 import time
 from collections.abc import Container
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.resource_v1 import ResourceClaim
 
 from space_dra import faults
-from space_dra.config import ConfigError, Settings, resolve
+from space_dra.config import ConfigError, Policy, Settings, resolve
 from space_dra.contract import (
     WORKLOAD_SERVICE_ACCOUNT,
     ClaimView,
@@ -38,7 +38,12 @@ from space_dra.contract import (
     RecordError,
     device_label,
 )
-from space_dra.controller.manifests import namespace_contents, namespace_object, random_name
+from space_dra.controller.manifests import (
+    DnsServers,
+    namespace_contents,
+    namespace_object,
+    random_name,
+)
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.ownership import Signer
 from space_dra.controller.status import DeviceOutcome, emit_event, write_status
@@ -51,6 +56,8 @@ log = logging.getLogger(__name__)
 # Failure reason recorded on the claim -> (log event, reason of the Warning Event).
 _REFUSAL_REPORTS = {
     "InvalidConfig": ("claim_config_rejected", "InvalidNamespaceConfig"),
+    "TooManyDevices": ("claim_too_many_devices", "TooManyNamespaces"),
+    "NestedClaim": ("claim_nested_refused", "NestedNamespaceRefused"),
     "Rejected": ("namespace_rejected", "NamespaceRejected"),
 }
 
@@ -63,6 +70,9 @@ class ProvisionerOptions:
     pod_api_server: str  # recorded for pods
     # How long a rejection by the API server is answered from memory.
     rejection_memory_seconds: float = 300.0
+    # The installation's policy; a DeviceClass's can only narrow it.
+    policy: Policy = field(default_factory=Policy)
+    dns: DnsServers = field(default_factory=DnsServers)
 
 
 class ClaimGone(Exception):
@@ -196,12 +206,17 @@ class Provisioner:
             reason, message = refused
             return DeviceOutcome(device, failure_reason=reason, failure_message=message)
         try:
-            settings = resolve(configs, device.admin_access).settings
+            resolved = resolve(configs, device.admin_access, installation=self.options.policy)
         except ConfigError as exc:
             # The parser's verdict depends only on the key: remembered for good.
             return await self._refuse(
                 view, device, label, refusal_key, "InvalidConfig", str(exc), math.inf
             )
+        # Admission refuses both for the chart's DeviceClass; this catches any other class
+        # that selects our devices. The claim's shape never changes: remembered for good.
+        refusal = self._shape_refusal(view, resolved.policy)
+        if refusal is not None:
+            return await self._refuse(view, device, label, refusal_key, *refusal, math.inf)
 
         adopted = self._adopt(device, existing)
         try:
@@ -209,12 +224,16 @@ class Provisioner:
                 name = adopted.name
             else:
                 created = await self.create_namespace(
-                    view.uid, f"{view.namespace}/{view.name}", device, settings
+                    view.uid,
+                    f"{view.namespace}/{view.name}",
+                    device,
+                    resolved.settings,
+                    resolved.policy.max_token_expiration_seconds,
                 )
                 self.namespaces.created(created)
                 name = created.name
                 faults.point("controller-after-namespace-create")
-            await self.fill(name, settings)
+            await self.fill(name, resolved.settings)
         except Invalid as exc:
             # Any other KubeError is transient: the work queue retries. But the API
             # server refuses what this config makes (e.g. a quota on a resource it does
@@ -268,6 +287,23 @@ class Provisioner:
         await emit_event(self.kube, view, "Warning", event_reason, f"{label}: {message}")
         return DeviceOutcome(device, failure_reason=reason, failure_message=message)
 
+    def _shape_refusal(self, view: ClaimView, policy: Policy) -> tuple[str, str] | None:
+        """(reason, message) when the claim as a whole is not allowed, else None."""
+        count = len(view.our_devices())
+        if count > policy.max_devices_per_claim:
+            return (
+                "TooManyDevices",
+                f"the claim holds {count} namespace devices; the policy allows at most "
+                f"{policy.max_devices_per_claim} per claim (policy.maxDevicesPerClaim)",
+            )
+        if not policy.allow_nested_claims and self.namespaces.is_managed(view.namespace):
+            return (
+                "NestedClaim",
+                f"the claim is in {view.namespace}, a namespace this driver provisioned; "
+                "namespaces cannot be nested (policy.allowNestedClaims)",
+            )
+        return None
+
     def _adopt(self, device: DeviceRef, existing: list[NamespaceView]) -> NamespaceView | None:
         """Reuse the oldest namespace we already made for this device; GC drops the rest."""
         candidates = [
@@ -276,7 +312,12 @@ class Provisioner:
         return min(candidates, key=lambda ns: ns.age_key, default=None)
 
     async def create_namespace(
-        self, claim_uid: str, claim_ref: str, device: DeviceRef, settings: Settings
+        self,
+        claim_uid: str,
+        claim_ref: str,
+        device: DeviceRef,
+        settings: Settings,
+        max_token_seconds: int | None = None,
     ) -> NamespaceView:
         """Create a fresh namespace; retry with another suffix if the name is taken."""
         last_error: Conflict | None = None
@@ -284,7 +325,14 @@ class Provisioner:
             name = random_name(settings.generate_name)
             try:
                 namespace = namespace_object(
-                    self.labels, self.signer, name, claim_uid, claim_ref, device, settings
+                    self.labels,
+                    self.signer,
+                    name,
+                    claim_uid,
+                    claim_ref,
+                    device,
+                    settings,
+                    max_token_seconds,
                 )
                 created: Namespace = await self.kube.create(namespace)
                 return NamespaceView.of(created, self.labels)
@@ -300,6 +348,7 @@ class Provisioner:
             settings,
             self.options.plugin_service_account,
             self.options.token_minter_cluster_role,
+            self.options.dns,
         )
         # The objects are independent of each other: apply them concurrently.
         await asyncio.gather(*(self.kube.apply(obj) for obj in contents))

@@ -20,7 +20,8 @@ from typing import Any
 
 from lightkube.resources.resource_v1 import ResourceClaim
 
-from space_dra.contract import ClaimView, ManagementLabels, NamespaceView
+from space_dra.contract import ClaimView, ManagementLabels, NamespaceView, RecordError
+from space_dra.controller.consumers import ConsumerNodes
 from space_dra.controller.gc import Collector
 from space_dra.controller.informer import Informer, Key, key_of
 from space_dra.controller.namespaces import ManagedNamespaces
@@ -99,6 +100,7 @@ class Reconciler:
         self.provisioner = Provisioner(kube, options.provisioning, signer, self.namespaces)
         self.collector = Collector(kube, self.namespaces, options.protected_namespaces)
         self.identities = ClaimIdentities()
+        self.consumers = ConsumerNodes(kube, self.labels, self._on_pod_bound)
         self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, workers=options.workers)
 
     # -- events ----------------------------------------------------------------------
@@ -123,10 +125,16 @@ class Reconciler:
             self.queue.add(key)
         NAMESPACES_MANAGED.set(len(self.namespaces))
 
+    def _on_pod_bound(self, claim_uid: str) -> None:
+        key = self.identities.key(claim_uid)
+        if key is not None:
+            self.queue.add(key)
+
     def _forget(self, key: Key) -> None:
         uid = self.identities.forget(key)
         if uid is not None:
             self.provisioner.claim_deallocated(uid)
+            self.consumers.forget(uid)
 
     # -- reconcile -------------------------------------------------------------------
 
@@ -157,12 +165,26 @@ class Reconciler:
             stored = await self.provisioner.provision(view)
             if stored is not None:
                 self.claims.remember(stored)
+                view = ClaimView(stored, self.options.driver)
+            await self.consumers.record(view, self._recorded_namespaces(view))
         except ClaimGone:
             await self.collector.collect(view.uid, None)
         finally:
             # Even when one device keeps failing, namespaces the claim no longer holds
             # (released devices, crash duplicates) must go: the sweep leaves them to us.
             await self.collector.collect(view.uid, view)
+
+    def _recorded_namespaces(self, view: ClaimView) -> list[NamespaceView]:
+        """The namespaces the claim's status records for its devices."""
+        recorded = set()
+        for device in view.our_devices():
+            try:
+                record = view.device_state(device).record
+            except RecordError:
+                continue
+            if record is not None:
+                recorded.add(record.namespace)
+        return [ns for ns in self.namespaces.for_claim(view.uid) if ns.name in recorded]
 
     async def sweep(self) -> None:
         """Collect the namespaces of claims that are gone; queue the others' claims."""
@@ -202,6 +224,7 @@ class Reconciler:
                 task.cancel()
             # Workers first: none may act on a cache that no longer follows the cluster.
             await self.queue.stop()
+            await self.consumers.stop()
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _reconcile_and_sweep(self) -> None:

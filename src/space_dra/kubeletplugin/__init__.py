@@ -24,8 +24,11 @@ What it does for you
   driver alone, under its own lock (:class:`ClaimLocks`, shared with your background
   work through ``Options.claim_locks``), while other claims run in parallel.
 - **Health**: if the driver also implements :class:`HealthReporter`, the
-  ``v1alpha1.DRAResourceHealth`` stream is served and advertised; it repeats the full
-  list every minute and at once when the driver's :class:`ChangeSignal` fires.
+  ``DRAResourceHealth`` stream is served and advertised in both versions (``v1`` for
+  1.37+ kubelets, ``v1alpha1`` for 1.36); it repeats the full list every minute and at
+  once when the driver's :class:`ChangeSignal` fires. Each device is
+  :class:`HealthStatus` Healthy, Unhealthy or Unknown with a message the pod's status
+  shows.
 - **Sockets and lifecycle**: stale sockets are replaced (never a file that is not a
   socket), sockets of dead instances removed, the DRA socket serves before the
   registration socket appears and the registration socket goes first on the way out.
@@ -105,6 +108,7 @@ from space_dra.kubeletplugin.api import (
     DeviceHealth,
     DRAPlugin,
     HealthReporter,
+    HealthStatus,
     PrepareResult,
     Serialization,
     UnprepareResult,
@@ -143,6 +147,7 @@ __all__ = [
     "DeviceHealth",
     "GroupCommit",
     "HealthReporter",
+    "HealthStatus",
     "KubeletPlugin",
     "Mount",
     "Options",

@@ -88,11 +88,23 @@ class DRAPlugin(Protocol):
     ) -> Mapping[str, UnprepareResult]: ...
 
 
+class HealthStatus(Enum):
+    """A device's health as the kubelet shows it in the pod's ``allocatedResourcesStatus``."""
+
+    HEALTHY = "Healthy"
+    UNHEALTHY = "Unhealthy"
+    UNKNOWN = "Unknown"
+    """The driver cannot tell (for example, what it would check is unreachable)."""
+
+
 @dataclass(frozen=True)
 class DeviceHealth:
+    """One prepared device's health. Keep ``message`` stable while nothing changes: the
+    kubelet updates the pods using the device each time status or message differ."""
+
     pool: str
     device: str
-    healthy: bool
+    status: HealthStatus
     message: str = ""
 
 

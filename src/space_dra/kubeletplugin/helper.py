@@ -23,7 +23,7 @@ from grpc_health.v1._async import HealthServicer
 
 from space_dra.kubeletplugin.api import DRAPlugin, HealthReporter, Serialization
 from space_dra.kubeletplugin.dispatch import Dispatcher
-from space_dra.kubeletplugin.health import HEALTH_VERSION, DeviceHealthService
+from space_dra.kubeletplugin.health import HEALTH_VERSIONS, add_health_services
 from space_dra.kubeletplugin.registration import DRA_VERSIONS, Registration
 from space_dra.kubeletplugin.services import SERVICE_NAMES, DRAPluginV1, DRAPluginV1Beta1
 from space_dra.kubeletplugin.sockets import (
@@ -39,7 +39,6 @@ from space_dra.kubeletplugin.sync import ClaimLocks
 from space_dra.logs import log_event
 from space_dra.proto.dra.v1 import api_pb2_grpc as v1_grpc
 from space_dra.proto.dra.v1beta1 import api_pb2_grpc as v1beta1_grpc
-from space_dra.proto.dra_health.v1alpha1 import api_pb2_grpc as health_v1alpha1_grpc
 from space_dra.proto.pluginregistration import api_pb2_grpc as reg_grpc
 
 log = logging.getLogger(__name__)
@@ -84,7 +83,7 @@ class KubeletPlugin:
         self._grpc_health_services = ("", *SERVICE_NAMES)
         versions = list(DRA_VERSIONS)
         if isinstance(plugin, HealthReporter):
-            versions.append(HEALTH_VERSION)
+            versions.extend(HEALTH_VERSIONS)
         self.registration = Registration(
             options.driver_name,
             str(self.paths.dra),
@@ -145,9 +144,7 @@ class KubeletPlugin:
         v1_grpc.add_DRAPluginServicer_to_server(DRAPluginV1(self.dispatcher), server)
         v1beta1_grpc.add_DRAPluginServicer_to_server(DRAPluginV1Beta1(self.dispatcher), server)
         if isinstance(self.plugin, HealthReporter):
-            health_v1alpha1_grpc.add_DRAResourceHealthServicer_to_server(
-                DeviceHealthService(self.plugin), server
-            )
+            add_health_services(self.plugin, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.grpc_health, server)
 
     async def stop(self) -> None:

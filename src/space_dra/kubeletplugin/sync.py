@@ -43,17 +43,26 @@ class ClaimLocks:
 
 
 class ChangeSignal:
-    """Wakes every waiter when something changed (prepared devices, their health)."""
+    """Wakes every waiter when something changed (prepared devices, their health).
+
+    A waiter that looks at the state and then waits would miss a change made in
+    between; it reads :attr:`version` before looking and passes it to :meth:`wait`.
+    """
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self.version = 0
 
     def notify(self) -> None:
+        self.version += 1
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self, seconds: float) -> None:
-        """Return on the next change or after ``seconds``, whichever comes first."""
+    async def wait(self, seconds: float, since: int | None = None) -> None:
+        """Return on the next change or after ``seconds``, whichever comes first; at
+        once if there was a change after :attr:`version` was ``since``."""
+        if since is not None and since != self.version:
+            return
         event = self._event
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), seconds)

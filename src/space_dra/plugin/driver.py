@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 
@@ -35,6 +36,7 @@ from space_dra.kubeletplugin import (
 from space_dra.logs import log_event
 from space_dra.metrics import PREPARE_CLAIMS, PREPARE_SECONDS, UNPREPARE_CLAIMS, UNPREPARE_SECONDS
 from space_dra.plugin.checkpoint import PreparedClaim
+from space_dra.plugin.monitor import ClaimMonitor
 from space_dra.plugin.options import DriverOptions
 from space_dra.plugin.plan import Planner
 from space_dra.plugin.state import NodeState
@@ -46,14 +48,22 @@ class NamespaceDriver:
     """A :class:`~space_dra.kubeletplugin.DRAPlugin` and health reporter for namespaces."""
 
     def __init__(
-        self, kube: KubeAPI, options: DriverOptions, clock: Callable[[], float] = time.time
+        self,
+        kube: KubeAPI,
+        options: DriverOptions,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
         self.options = options
         # Replaceable (tests move time forward); the plan and the state read it through _now.
         self.clock = clock
+        # Jitter for the health checks; seedable for tests.
+        rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self.claim_locks = ClaimLocks()
         self.planner = Planner(kube, options, self._now)
-        self.state = NodeState(kube, options, self._now)
+        self.state = NodeState(kube, options, self._now, rng)
+        # Re-reads prepared claims for their health; run() it beside the refresh.
+        self.monitor = ClaimMonitor(kube, options, self.state, rng)
 
     def _now(self) -> float:
         return self.clock()
@@ -68,8 +78,13 @@ class NamespaceDriver:
         return dict(self.state.prepared)
 
     async def refresh_due(self) -> float:
-        """Refresh due tokens and repair lost files; seconds until the next is due."""
+        """Refresh due tokens (and check credentials) and repair lost files; seconds
+        until the next is due."""
         return await self.state.refresh_due(self.claim_locks)
+
+    async def check_claims_due(self) -> float:
+        """Re-read the prepared claims whose health check is due; seconds until the next."""
+        return await self.monitor.check_due()
 
     @property
     def health_changes(self) -> ChangeSignal:

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from space_dra.config import load_policy_file
 from space_dra.kube import cluster_ca, connect
 from space_dra.kubeletplugin import run_until_signalled
 from space_dra.logs import log_event
@@ -22,6 +23,10 @@ def _read_ca(path: str) -> bytes:
 
 
 async def run(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy_file(args.policy_file)
+    except ValueError as exc:
+        raise SystemExit(f"--policy-file: {exc}") from None
     async with connect(args.kubeconfig or None, FIELD_MANAGER) as kube:
         ca_pem = _read_ca(args.ca_file) if args.ca_file else cluster_ca(kube.config)
         plugins_dir = Path(args.plugins_dir)
@@ -35,10 +40,14 @@ async def run(args: argparse.Namespace) -> int:
                 else plugins_dir / args.driver_name / "checkpoint.json",
                 ca_pem=ca_pem,
                 node_name=args.node_name,
+                policy=policy,
                 server_override=args.api_server_url or None,
                 wait_timeout=args.wait_timeout,
                 default_token_seconds=args.token_lifetime,
                 refresh_fraction=args.token_refresh_fraction,
+                health_check_interval=args.health_check_interval,
+                credential_check_interval=args.credential_check_interval,
+                health_failure_threshold=args.health_failure_threshold,
             ),
             plugins_dir=plugins_dir,
             registrar_dir=Path(args.registrar_dir),

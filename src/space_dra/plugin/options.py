@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from space_dra.config import Policy
 
 
 @dataclass(frozen=True)
@@ -26,3 +28,16 @@ class DriverOptions:
     refresh_fraction: float = 0.8
     # Token lifetime when no NamespaceConfig sets one (policy bounds still apply).
     default_token_seconds: int = 3600
+    # Health (docs/health.md). Each prepared claim is read this often (jittered +-20 %),
+    # so the controller's verdicts reach the pod's status well within 30 s.
+    health_check_interval: float = 10.0
+    # Each device's token is re-minted at least this often (jittered), also when it lives
+    # much longer: minting is the only way this plugin's RBAC lets it notice that the
+    # namespace or its permission to mint there is gone.
+    credential_check_interval: float = 60.0
+    # Failed token requests (or claim reads) in a row before a device turns Unhealthy
+    # (requests refused) or Unknown (API server unreachable).
+    health_failure_threshold: int = 3
+    # The installation's policy (the same file the controller reads), so a claim's
+    # settings resolve here exactly as they did in the controller.
+    policy: Policy = field(default_factory=Policy)

@@ -92,6 +92,7 @@ class Planner:
                     view.opaque_configs(device.request),
                     device.admin_access,
                     Settings(token_expiration_seconds=self.options.default_token_seconds),
+                    installation=self.options.policy,
                 ).settings
                 layout = device_layout(claim.uid, view.display_name, index, len(devices), settings)
                 state = view.device_state(device)

@@ -2,7 +2,8 @@
 
 Adds what only this driver needs around :class:`~space_dra.kubeletplugin.KubeletPlugin`:
 recovering its state before the kubelet can call, the background refresh of tokens
-and files, and the HTTP endpoint for metrics and probes.
+and files, the periodic re-read of prepared claims for their health, and the HTTP
+endpoint for metrics and probes.
 """
 
 from __future__ import annotations
@@ -63,12 +64,15 @@ class PluginServer:
         self.http = HealthServer(
             options.http_host, options.http_port, self.kubelet.problem, self.kubelet.not_ready
         )
-        self._refresh: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         self.driver.recover()
         await self.kubelet.start()
-        self._refresh = asyncio.create_task(self._refresh_loop(), name="refresh")
+        self._tasks = [
+            asyncio.create_task(self._refresh_loop(), name="refresh"),
+            asyncio.create_task(self.driver.monitor.run(), name="claim-monitor"),
+        ]
         await self.http.start()
 
     async def _refresh_loop(self) -> None:
@@ -76,19 +80,22 @@ class PluginServer:
         # An unexpected error must not end the loop for good: every token on the node
         # would then expire unrefreshed.
         while True:
+            seen = self.driver.health_changes.version
             try:
                 next_due = await self.driver.refresh_due()
             except Exception:
                 log.exception("refresh_loop_failed")
                 next_due = 5.0
-            await asyncio.sleep(min(max(next_due, 1.0), 30.0))
+            # New claims wake it (their checks are scheduled from then on). The floor only
+            # guards against a hot loop: failed requests back off.
+            await self.driver.health_changes.wait(min(max(next_due, 0.05), 30.0), since=seen)
 
     async def stop(self) -> None:
         log_event(log, logging.INFO, "plugin_stopping")
         await self.kubelet.stop()
-        if self._refresh is not None:
-            self._refresh.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._refresh
+                await task
         await self.http.stop()
         log_event(log, logging.INFO, "plugin_stopped")

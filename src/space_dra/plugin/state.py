@@ -4,14 +4,18 @@ A plan becomes state in one order: a token per namespace, the credential files
 (artifacts), the CDI spec, then the checkpoint entry. A failure after the first
 write removes what the call wrote; files a crash left before the checkpoint knew of
 them are found by name when the claim is unprepared. The same state is kept alive in
-the background: tokens are refreshed before they expire, and files lost behind the
-plugin's back (a reboot wipes tmpfs) are re-created.
+the background: tokens are refreshed before they expire and at least every credential
+check interval, and files lost behind the plugin's back (a reboot wipes tmpfs) are
+re-created. What every token request and claim read says about a device goes into the
+:class:`~space_dra.plugin.health.HealthBook`; the health stream is woken when the
+verdict on any device changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -27,6 +31,7 @@ from space_dra.kubeletplugin import (
     ClaimLocks,
     DeviceHealth,
     GroupCommit,
+    HealthStatus,
 )
 from space_dra.logs import log_event
 from space_dra.metrics import CHECKPOINT_RECOVERIES, PREPARED_CLAIMS, TOKEN_REFRESHES
@@ -34,6 +39,7 @@ from space_dra.naming import owned_artifact_names
 from space_dra.plugin.artifacts import FILES, render
 from space_dra.plugin.cdi import cdi_devices, claims_from_records, namespace_specs
 from space_dra.plugin.checkpoint import PreparedClaim, PreparedDevice, open_checkpoint
+from space_dra.plugin.health import HealthBook
 from space_dra.plugin.options import DriverOptions
 from space_dra.plugin.plan import PlannedDevice
 
@@ -41,7 +47,13 @@ log = logging.getLogger(__name__)
 
 
 class NodeState:
-    def __init__(self, kube: KubeAPI, options: DriverOptions, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        kube: KubeAPI,
+        options: DriverOptions,
+        clock: Callable[[], float],
+        rng: random.Random | None = None,
+    ) -> None:
         self.kube = kube
         self.options = options
         self.clock = clock
@@ -51,7 +63,9 @@ class NodeState:
         self.checkpoint = open_checkpoint(options.checkpoint_path)
         self.commits = GroupCommit(self.checkpoint)
         self.prepared: dict[str, PreparedClaim] = {}
-        self.refresh_errors: dict[str, str] = {}
+        self.book = HealthBook(options, clock, rng or random.Random())  # noqa: S311 - jitter
+        # What the health stream was last told, by (claim UID, pool, device).
+        self._published: dict[tuple[str, str, str], DeviceHealth] = {}
         # Notified whenever the prepared devices or their health change.
         self.changed = ChangeSignal()
 
@@ -68,6 +82,7 @@ class NodeState:
             self.prepared = self.checkpoint.update(lambda claims: claims.update(rebuilt))
             log_event(log, logging.WARNING, "checkpoint_rebuilt", claims=len(rebuilt))
         for claim in self.prepared.values():
+            self.book.track(claim, just_prepared=False)
             if not self.cdi.exists(claim.uid):
                 self._write_cdi(claim)
                 log_event(log, logging.INFO, "cdi_spec_restored", claim_uid=claim.uid)
@@ -80,22 +95,37 @@ class NodeState:
             return known
         return None
 
+    # -- health ----------------------------------------------------------------------
+
+    def _files_complete(self, device: PreparedDevice) -> bool:
+        return self.artifacts.complete(device.layout.artifact_dir_name, FILES)
+
     def health(self) -> list[DeviceHealth]:
-        """Each prepared device is healthy while its credentials are in place and valid."""
-        now = self.clock()
-        report = []
-        for claim in self.prepared.values():
-            problem = self.refresh_errors.get(claim.uid)
-            for device in claim.devices:
-                message = problem or ""
-                if not message and device.token_expires_at and now >= device.token_expires_at:
-                    message = "the namespace token has expired and could not be refreshed"
-                if not message and not self.artifacts.complete(
-                    device.layout.artifact_dir_name, FILES
-                ):
-                    message = f"credential files for claim {claim.uid} are missing"
-                report.append(DeviceHealth(device.pool, device.device, not message, message))
-        return report
+        """Every prepared device's health, judged now (see :mod:`space_dra.plugin.health`)."""
+        return [item for _, item in self.book.report(self.prepared, self._files_complete)]
+
+    def publish_health(self) -> None:
+        """Wake the health stream if any device's health changed since it was last woken;
+        log each change with its claim UID."""
+        current = {
+            (uid, item.pool, item.device): item
+            for uid, item in self.book.report(self.prepared, self._files_complete)
+        }
+        if current == self._published:
+            return
+        for (uid, pool, device), item in current.items():
+            if self._published.get((uid, pool, device)) != item:
+                log_event(
+                    log,
+                    logging.INFO if item.status is HealthStatus.HEALTHY else logging.WARNING,
+                    "device_health_changed",
+                    claim_uid=uid,
+                    device=f"{pool}/{device}",
+                    health=item.status.value,
+                    message=item.message,
+                )
+        self._published = current
+        self.changed.notify()
 
     # -- prepare ---------------------------------------------------------------------
 
@@ -142,7 +172,8 @@ class NodeState:
             self._remove_files(claim.uid, prepared)
             raise ClaimError(f"claim {claim.uid}: writing files failed: {exc}") from None
         PREPARED_CLAIMS.set(len(self.prepared))
-        self.changed.notify()
+        self.book.track(prepared, just_prepared=True)
+        self.publish_health()
         return prepared
 
     async def mint(
@@ -153,13 +184,29 @@ class NodeState:
         lifetime: int,
         deadline: float | None = None,
     ) -> tuple[str, float, float]:
-        """A token for the namespace's ServiceAccount, bound to this node.
+        """A token for the namespace's ServiceAccount, bound to this node; raises ClaimError.
 
         The API server lets this node mint only once the controller has recorded a pod
         of the claim on it, which can lag the kubelet's call by a moment, and only for a
         namespace made for this very claim (the claim UID travels on the request). So a
         refusal is retried until ``deadline``; without one (background refresh), once.
         """
+        try:
+            return await self._request_token(
+                claim_uid, namespace, service_account, lifetime, deadline
+            )
+        except KubeError as exc:
+            raise ClaimError(f"claim {claim_uid}: {exc}") from None
+
+    async def _request_token(
+        self,
+        claim_uid: str,
+        namespace: str,
+        service_account: str,
+        lifetime: int,
+        deadline: float | None = None,
+    ) -> tuple[str, float, float]:
+        """:meth:`mint`, raising the API server's KubeError (the health book reads it)."""
         binding = (
             TokenBinding(self.options.node_name, {self.labels.claim_uid: claim_uid})
             if self.options.node_name
@@ -170,15 +217,13 @@ class NodeState:
             issued_at = self.clock()
             try:
                 token = await self.kube.create_token(namespace, service_account, lifetime, binding)
-            except Forbidden as exc:
+            except Forbidden:
                 remaining = (deadline - self.clock()) if deadline is not None else 0.0
                 if remaining <= 0:
-                    raise ClaimError(f"claim {claim_uid}: {exc}") from None
+                    raise
                 await asyncio.sleep(min(delay, remaining))
                 delay = min(delay * 2, 1.0)
                 continue
-            except KubeError as exc:
-                raise ClaimError(f"claim {claim_uid}: {exc}") from None
             return token.token, issued_at, token.expires_at.timestamp()
 
     def _publish(self, device: PreparedDevice, token: str) -> None:
@@ -196,28 +241,53 @@ class NodeState:
 
     # -- repair and refresh ----------------------------------------------------------
 
-    def _due(self, device: PreparedDevice, now: float) -> bool:
+    def _due_at(self, device: PreparedDevice) -> float:
         lifetime = device.token_expires_at - device.token_issued_at
-        return now >= device.token_issued_at + self.options.refresh_fraction * lifetime
+        return device.token_issued_at + self.options.refresh_fraction * lifetime
+
+    def _needed(self, device: PreparedDevice, now: float) -> bool:
+        """The token is due for refresh or the device's files are incomplete."""
+        return now >= self._due_at(device) or not self._files_complete(device)
 
     async def repair(self, claim: PreparedClaim) -> bool:
-        """Re-create missing files and refresh due tokens; True when anything changed."""
+        """Re-create missing files and refresh due tokens now (a repeated prepare);
+        True when anything changed. A failure raises ClaimError."""
+        changed, errors = await self._renew(claim, on_schedule=False)
+        if errors:
+            raise ClaimError(errors[0])
+        return changed
+
+    async def _renew(self, claim: PreparedClaim, on_schedule: bool) -> tuple[bool, list[str]]:
+        """Mint and publish a token for each device that needs one (``on_schedule``: also
+        the credential checks and retries the health book has due, none backing off);
+        every outcome goes into the health book. Returns (anything changed, errors)."""
         now = self.clock()
-        changed = False
         devices = list(claim.devices)
+        changed = False
+        errors: list[str] = []
         for index, device in enumerate(devices):
-            if self.artifacts.complete(device.layout.artifact_dir_name, FILES) and not self._due(
-                device, now
-            ):
+            needed = self._needed(device, now)
+            if on_schedule:
+                needed = self.book.mint_due(claim.uid, index, now, needed)
+            if not needed:
                 continue
-            token, issued_at, expires_at = await self.mint(
-                claim.uid,
-                device.record.namespace,
-                device.record.service_account,
-                device.token_expiration_seconds,
-            )
-            devices[index] = replace(device, token_issued_at=issued_at, token_expires_at=expires_at)
-            self._publish(devices[index], token)
+            try:
+                token, issued_at, expires_at = await self._request_token(
+                    claim.uid,
+                    device.record.namespace,
+                    device.record.service_account,
+                    device.token_expiration_seconds,
+                )
+                renewed = replace(device, token_issued_at=issued_at, token_expires_at=expires_at)
+                self._publish(renewed, token)
+            except (KubeError, OSError) as exc:
+                self.book.mint_failed(claim.uid, index, exc)
+                TOKEN_REFRESHES.labels("error").inc()
+                errors.append(f"claim {claim.uid}: {exc}")
+                continue
+            self.book.minted(claim.uid, index)
+            TOKEN_REFRESHES.labels("ok").inc()
+            devices[index] = renewed
             changed = True
         updated = replace(claim, devices=tuple(devices))
         if not self.cdi.exists(claim.uid):
@@ -229,36 +299,32 @@ class NodeState:
                     claims.__setitem__(claim.uid, updated) if claim.uid in claims else None
                 )
             )
-        return changed
+        return changed, errors
 
     async def refresh_due(self, locks: ClaimLocks) -> float:
-        """Repair every prepared claim that needs it, each under its claim lock;
-        return the seconds until the next token is due."""
+        """Renew what is due on every prepared claim, each under its claim lock; return
+        the seconds until the next token request is due."""
         for uid in list(self.prepared):
             async with locks.hold(uid):
                 claim = self.prepared.get(uid)
                 if claim is None:
                     continue
                 try:
-                    if await self.repair(claim):
-                        TOKEN_REFRESHES.labels("ok").inc()
-                        log_event(log, logging.INFO, "claim_credentials_refreshed", claim_uid=uid)
-                    if self.refresh_errors.pop(uid, None) is not None:
-                        self.changed.notify()
-                except (ClaimError, OSError) as exc:
-                    if self.refresh_errors.get(uid) != str(exc):
-                        self.refresh_errors[uid] = str(exc)
-                        self.changed.notify()
-                    TOKEN_REFRESHES.labels("error").inc()
+                    changed, errors = await self._renew(claim, on_schedule=True)
+                except OSError as exc:
+                    changed, errors = False, [f"claim {uid}: {exc}"]
+                if changed:
+                    log_event(log, logging.INFO, "claim_credentials_refreshed", claim_uid=uid)
+                for error in errors:
                     log_event(
-                        log, logging.WARNING, "claim_refresh_failed", claim_uid=uid, error=str(exc)
+                        log, logging.WARNING, "claim_refresh_failed", claim_uid=uid, error=error
                     )
+        self.publish_health()
         now = self.clock()
         next_due = [
-            d.token_issued_at
-            + self.options.refresh_fraction * (d.token_expires_at - d.token_issued_at)
-            for claim in self.prepared.values()
-            for d in claim.devices
+            self.book.next_attempt(uid, index, self._due_at(device))
+            for uid, claim in self.prepared.items()
+            for index, device in enumerate(claim.devices)
         ]
         return max(0.0, min(next_due, default=now + 3600) - now)
 
@@ -272,9 +338,9 @@ class NodeState:
             self.prepared = await self.commits.apply(lambda claims: claims.pop(uid, None))
         except OSError as exc:
             raise ClaimError(f"claim {uid}: removing files failed: {exc}") from None
-        self.refresh_errors.pop(uid, None)
+        self.book.forget(uid)
         PREPARED_CLAIMS.set(len(self.prepared))
-        self.changed.notify()
+        self.publish_health()
 
     def _remove_files(self, uid: str, claim: PreparedClaim | None) -> None:
         self.cdi.remove(uid)

@@ -95,3 +95,35 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- join "," $items -}}
 {{- end -}}
+
+{{- define "space-dra.ownershipSecret" -}}
+{{ .Values.ownershipKey.existingSecret | default (printf "%s-ownership" (include "space-dra.fullname" .)) }}
+{{- end -}}
+
+{{/* Environment, mount and volume for the installation's policy (templates/policy.yaml). */}}
+{{- define "space-dra.policy-env" -}}
+- name: SPACE_DRA_POLICY_FILE
+  value: /etc/space-dra/policy/policy.yaml
+{{- end -}}
+{{- define "space-dra.policy-mount" -}}
+- name: policy
+  mountPath: /etc/space-dra/policy
+  readOnly: true
+{{- end -}}
+{{- define "space-dra.policy-volume" -}}
+- name: policy
+  configMap:
+    name: {{ include "space-dra.fullname" . }}-policy
+{{- end -}}
+{{- define "space-dra.policy-checksum" -}}
+checksum/policy: {{ toYaml .Values.policy | sha256sum }}
+{{- end -}}
+
+{{/* A map of labels as the k=v,... a selector flag takes. */}}
+{{- define "space-dra.labelList" -}}
+{{- $items := list -}}
+{{- range $key, $value := . -}}
+{{- $items = append $items (printf "%s=%s" $key $value) -}}
+{{- end -}}
+{{- join "," $items -}}
+{{- end -}}

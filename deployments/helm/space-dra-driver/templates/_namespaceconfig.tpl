@@ -58,8 +58,8 @@
   message: "NamespaceConfig.mountPath must be a normalized absolute path at least 2 levels deep, outside /proc, /sys, /dev, /run/secrets, /var/run/secrets"
   reason: Invalid
 - expression: >-
-    variables.ours.all(p, !has(p.policy) || (type(p.policy) == map && p.policy.all(k, k in ['allowedRoles', 'minPodSecurity', 'maxQuota', 'minTokenExpirationSeconds', 'maxTokenExpirationSeconds', 'allowedNamePrefixes', 'allowedNetworkPolicies', 'allowAdminAccess'])))
-  message: "NamespaceConfig.policy must be an object with the fields allowedRoles, minPodSecurity, maxQuota, minTokenExpirationSeconds, maxTokenExpirationSeconds, allowedNamePrefixes, allowedNetworkPolicies, allowAdminAccess"
+    variables.ours.all(p, !has(p.policy) || (type(p.policy) == map && p.policy.all(k, k in ['allowedRoles', 'minPodSecurity', 'maxQuota', 'minTokenExpirationSeconds', 'maxTokenExpirationSeconds', 'allowedNamePrefixes', 'allowedNetworkPolicies', 'allowAdminAccess', 'maxDevicesPerClaim', 'allowNestedClaims'])))
+  message: "NamespaceConfig.policy must be an object with the fields allowedRoles, minPodSecurity, maxQuota, minTokenExpirationSeconds, maxTokenExpirationSeconds, allowedNamePrefixes, allowedNetworkPolicies, allowAdminAccess, maxDevicesPerClaim, allowNestedClaims"
   reason: Invalid
 - expression: >-
     variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.allowedRoles) || (type(p.policy.allowedRoles) == list && size(p.policy.allowedRoles) >= 1 && size(p.policy.allowedRoles) <= 64 && p.policy.allowedRoles.all(k0, type(k0) == string && size(k0) >= 1 && size(k0) <= 253 && k0.matches('^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$'))))
@@ -92,5 +92,13 @@
 - expression: >-
     variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.allowAdminAccess) || (type(p.policy.allowAdminAccess) == bool))
   message: "NamespaceConfig.policy.allowAdminAccess must be true or false"
+  reason: Invalid
+- expression: >-
+    variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.maxDevicesPerClaim) || (type(p.policy.maxDevicesPerClaim) == int && p.policy.maxDevicesPerClaim >= 1 && p.policy.maxDevicesPerClaim <= 32))
+  message: "NamespaceConfig.policy.maxDevicesPerClaim must be an integer from 1 to 32"
+  reason: Invalid
+- expression: >-
+    variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.allowNestedClaims) || (type(p.policy.allowNestedClaims) == bool))
+  message: "NamespaceConfig.policy.allowNestedClaims must be true or false"
   reason: Invalid
 {{- end }}

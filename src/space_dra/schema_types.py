@@ -1,10 +1,13 @@
-"""The building blocks chart values are declared with: leaves, groups and JSON-schema shapes.
+"""JSON-schema fragments for the chart's values, and the patterns they share.
 
-:mod:`space_dra.schema_values` (the driver's own values) and :mod:`space_dra.schema_deploy`
-(the conventions every chart has: service accounts, security contexts, metrics) declare
-their values with these, so a shape such as "a Kubernetes toleration" is written once.
-Kubernetes' own structures are closed to the fields Kubernetes defines, so a typo such as
-``runAsUsr`` is refused by ``helm lint`` instead of being dropped by the API server.
+Leaves and groups (``Value``, ``Group``), small builders (``text``, ``integer``,
+``closed``, ...) and the shapes Kubernetes gives some values (resources, tolerations,
+affinity, security contexts), used by :mod:`space_dra.schema_values` and
+:mod:`space_dra.schema_deploy` to declare every chart value. Kubernetes' structures are
+closed to the fields Kubernetes defines, so a typo such as ``runAsUsr`` is refused by
+``helm lint`` instead of being dropped by the API server. Numbers the templates quote
+into environment variables also accept digit strings, so ``--set-string pool.size=4``
+keeps working.
 """
 
 from __future__ import annotations
@@ -16,10 +19,6 @@ from space_dra import schema
 from space_dra.quantity import NON_NEGATIVE_QUANTITY_PATTERN
 
 Json = dict[str, Any]
-
-# A DNS subdomain (RFC 1123), as Kubernetes object names and DRA driver names are.
-DNS_SUBDOMAIN: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-DNS_LABEL: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,17 @@ class Group:
     doc: str = ""
     # JSON-schema keywords relating the children (e.g. if/then), added to the group's.
     rules: Json = field(default_factory=dict)
+
+
+# A DNS subdomain (RFC 1123), as Kubernetes object names and DRA driver names are.
+DNS_SUBDOMAIN: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+DNS_LABEL: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+# What the controller's --device-attributes accepts (not "index": the controller sets it).
+ATTRIBUTE_NAME: Final = "([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z_][A-Za-z0-9_]{0,31}"
+LOG_FORMATS: Final = ("text", "json")
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+BINDING_CONDITIONS: Final = ("auto", "on", "off")
+PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
 
 
 def text(pattern: str | None = None, *, empty: bool = False, max_length: int = 253) -> Json:
@@ -136,6 +146,16 @@ AFFINITY: Final = closed(
         "podAntiAffinity": {"type": "object"},
     }
 )
+ATTRIBUTES: Final = {
+    "type": "object",
+    # The controller sets "index" itself.
+    "properties": {"index": {"not": {}, "description": "reserved: the slot's number"}},
+    # Strings go into a comma-separated flag: no "," in them.
+    "patternProperties": {
+        f"^{ATTRIBUTE_NAME}$": {"type": ["string", "integer", "boolean"], "pattern": "^[^,]*$"}
+    },
+    "additionalProperties": False,
+}
 _SECCOMP: Final = closed(
     {
         "type": choice(("RuntimeDefault", "Localhost", "Unconfined")),
