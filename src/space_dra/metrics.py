@@ -112,7 +112,9 @@ REGISTERED = Gauge(
 )
 CHECKPOINT_RECOVERIES = Counter(
     "space_dra_plugin_checkpoint_recoveries_total",
-    "Times an unreadable checkpoint was moved aside and rebuilt from CDI specs.",
+    "Times an unreadable checkpoint was moved aside and rebuilt, by reason "
+    "(corrupt, unsupported_version).",
+    ["reason"],
     registry=REGISTRY,
 )
 
