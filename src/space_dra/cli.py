@@ -18,6 +18,7 @@ from space_dra import __version__, logs
 from space_dra.flags import (
     Parser,
     UsageError,
+    add_cleanup,
     add_common,
     add_flag,
     at_least_one,
@@ -299,6 +300,18 @@ def build_parser() -> argparse.ArgumentParser:
         "Lease name in --namespace",
     )
 
+    cleanup = commands.add_parser(
+        "cleanup",
+        help="list (and with --delete remove) namespaces the driver left behind",
+        description=(
+            "After an uninstall: delete the driver's namespaces whose claim is gone, only "
+            "those whose ownership signature verifies with the installation's key. A dry run "
+            "unless --delete is given. Without --kubeconfig or $KUBECONFIG it uses "
+            "~/.kube/config."
+        ),
+    )
+    add_cleanup(cleanup)
+
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -318,7 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from space_dra import metrics
 
     logs.configure(args.log_format, args.log_level)
-    metrics.announce_component(args.command, __version__)
+    if args.command != "cleanup":
+        metrics.announce_component(args.command, __version__)
     component = f"space-dra {args.command}"
     try:
         return asyncio.run(_run(args))
@@ -341,6 +355,10 @@ async def _run(args: argparse.Namespace) -> int:
         from space_dra.plugin.main import run
 
         return await run(args)
+    if args.command == "cleanup":
+        from space_dra.controller.cleanup import run as run_cleanup
+
+        return await run_cleanup(args)
     from space_dra.controller.main import run as run_controller
 
     return await run_controller(args)

@@ -120,7 +120,8 @@ def at_least_one(text: str) -> int:
     return value
 
 
-def add_common(parser: argparse.ArgumentParser) -> None:
+def add_client(parser: argparse.ArgumentParser) -> None:
+    """What every command needs: which driver, which cluster, how to log."""
     add_flag(parser, "--driver-name", "DRIVER_NAME", DEFAULT_DRIVER_NAME, "DRA driver name")
     add_flag(
         parser, "--kubeconfig", "KUBECONFIG", None, "kubeconfig file; empty means in-cluster config"
@@ -141,6 +142,11 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         "log level",
         choices=logs.LEVELS,
     )
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """What both components take: add_client's, the policy and the HTTP endpoint."""
+    add_client(parser)
     add_flag(
         parser,
         "--policy-file",
@@ -164,4 +170,37 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         "8080",
         "port for /metrics, /healthz, /readyz",
         int,
+    )
+
+
+def add_cleanup(parser: argparse.ArgumentParser) -> None:
+    """``space-dra cleanup``: which installation's namespaces, and whether to delete."""
+    add_client(parser)
+    add_flag(
+        parser,
+        "--namespace",
+        "POD_NAMESPACE",
+        "space-dra",
+        "the driver's namespace (the release namespace), where its ownership key Secret is",
+    )
+    add_flag(
+        parser,
+        "--ownership-secret",
+        "SPACE_DRA_OWNERSHIP_SECRET",
+        "space-dra-ownership",
+        "Secret in --namespace holding the key the namespaces were signed with "
+        "(<fullname>-ownership, or the chart's ownershipKey.existingSecret)",
+    )
+    add_flag(
+        parser,
+        "--protected-namespaces",
+        "SPACE_DRA_PROTECTED_NAMESPACES",
+        "",
+        "comma-separated namespaces never deleted, besides default, kube-system, kube-public, "
+        "kube-node-lease and --namespace",
+    )
+    parser.add_argument(
+        "--delete",
+        action="store_true",
+        help="delete the namespaces listed as 'would delete' (without it: a dry run)",
     )
