@@ -7,9 +7,9 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
 # Markers that need the local cluster; everything else is unit/protocol and runs in seconds.
-CLUSTER_MARKERS := cluster or integration or e2e or reliability or security
+CLUSTER_MARKERS := cluster or integration or e2e or reliability or security or multinode
 
-.PHONY: venv lint test test-fast test-cluster proto proto-check schema cluster-up cluster-down cluster-logs driver-image demo bench clean
+.PHONY: venv lint test test-fast test-cluster test-matrix proto proto-check schema cluster-up cluster-down cluster-logs driver-image demo bench clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -36,6 +36,11 @@ test-fast: venv
 test-cluster: venv cluster-up
 	$(BIN)/pytest -m "$(CLUSTER_MARKERS)"
 
+## Every supported Kubernetes release in turn on a fresh cluster; writes docs/compatibility.md.
+## (Not part of `make test`: four builds would not fit CI's hour. RELEASES=1.34,1.37 for some.)
+test-matrix: venv
+	$(PY) -m localcluster.matrix $(if $(RELEASES),--releases $(RELEASES))
+
 proto: venv
 	$(PY) tools/genproto.py
 
@@ -47,6 +52,8 @@ proto-check: venv
 schema: venv
 	$(PY) tools/genschema.py
 
+# SPACE_DRA_K8S_VERSION=1.35 and SPACE_DRA_NODES=3 choose the release and the node count
+# (for cluster-up, demo and test alike; see localcluster/README.md).
 cluster-up: venv
 	$(PY) -m localcluster up
 

@@ -45,7 +45,7 @@ def in_pod(cluster: ClusterHandle, pod: str, *command: str, redact: bool = False
 def main() -> int:
     heading("Local cluster (python -m localcluster up)")
     cluster = ensure_cluster()
-    show(cluster, "get", "nodes")
+    show(cluster, "get", "nodes", "-o", "wide")
 
     heading("Driver image, built without Docker and imported into containerd")
     image = build_driver_image()
@@ -73,14 +73,17 @@ def main() -> int:
         "180s",
         timeout=240,
     )
-    show(cluster, "get", "pods", "-n", RELEASE_NAMESPACE)
+    # One kubelet plugin per node (a DaemonSet), one controller.
+    show(cluster, "get", "pods", "-n", RELEASE_NAMESPACE, "-o", "wide")
 
     heading("kubectl apply -f demo/namespace-test.yaml")
     manifest = DEMO.read_text()
     print(cluster.kubectl("apply", "-f", "-", input=manifest).rstrip())
     for pod in ("pod0", "pod1"):
         cluster.wait_pod_ready("namespace-test", pod, timeout=180)
-    show(cluster, "get", "pods", "-n", "namespace-test")
+    # On a cluster of several nodes the two pods may run on different nodes: each node's plugin
+    # prepares the same claim.
+    show(cluster, "get", "pods", "-n", "namespace-test", "-o", "wide")
 
     heading("The ephemeral namespace")
     show(cluster, "get", "namespaces")

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localcluster.nodes import Node
+
 
 class KubectlError(RuntimeError):
     def __init__(self, args: tuple[str, ...], result: subprocess.CompletedProcess[str]) -> None:
@@ -38,6 +40,20 @@ class ClusterHandle:
     state_dir: Path
     testbox_image: str
     pause_image: str
+    kubernetes_version: str
+    # Every node, the first (``node_name``, on the machine itself) first; ``Node.host_path`` says
+    # where a node's ``/var/lib/kubelet/...`` or ``/var/run/...`` is on the machine.
+    nodes: tuple[Node, ...]
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(f"no node {name!r}; nodes: {', '.join(n.name for n in self.nodes)}")
+
+    @property
+    def node_names(self) -> list[str]:
+        return [n.name for n in self.nodes]
 
     def env(self) -> dict[str, str]:
         """An environment with KUBECONFIG set and the cluster's bin dir first on PATH."""

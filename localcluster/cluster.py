@@ -1,4 +1,10 @@
-"""Bring the single-node cluster up and down: the order, the wiring and the waits."""
+"""Bring the cluster up and down: the order, the waits, and converging to the requested shape.
+
+A cluster is a Kubernetes release (``releases.py``) and a node count (``nodes.py``). Both are
+recorded in ``.cluster/cluster.json`` by ``up``; a later ``up`` without an explicit choice keeps
+them, an explicit node count adds or removes nodes, and an explicit other release is refused while
+the state dir holds the old release's etcd data (``down --purge`` first).
+"""
 
 from __future__ import annotations
 
@@ -7,41 +13,42 @@ import json
 import os
 import shutil
 import socket
-import ssl
-import subprocess
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from localcluster import configs, fetch, hostnet, images, mounts, versions
+from localcluster import (
+    components,
+    configs,
+    fetch,
+    hostnet,
+    images,
+    mounts,
+    nodens,
+    releases,
+    versions,
+)
 from localcluster import layout as paths
 from localcluster.client import ClusterHandle
+from localcluster.components import ORDER
 from localcluster.layout import Layout
-from localcluster.pki import PKI, CertRequest
+from localcluster.nodes import MAX_NODES, NODE_COMPONENTS, Node, make_nodes
 from localcluster.processes import Component, ComponentFailed, wait_until
+from localcluster.releases import Release
 
-# Start order; ``down`` stops in reverse.
-ORDER = (
-    "etcd",
-    "containerd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "coredns",
-    "kube-proxy",
-    "kubelet",
-)
+__all__ = ["ORDER", "ClusterMismatch", "LocalCluster", "node_name"]
+
+NODES_ENV = "SPACE_DRA_NODES"
+# Two nodes keep `make test` (with the multi-node suite) inside CI's hour on a 2-core machine.
+DEFAULT_NODES = 2
+
+
+class ClusterMismatch(RuntimeError):
+    """The state dir belongs to another release than the one asked for."""
 
 
 def node_name() -> str:
     return socket.gethostname().split(".")[0].lower()
-
-
-def _http_ok(url: str, context: ssl.SSLContext | None = None, expect: str | None = None) -> bool:
-    with urllib.request.urlopen(url, timeout=2, context=context) as resp:
-        body = resp.read().decode("utf-8", "replace")
-        return bool(resp.status == 200 and (expect is None or expect in body))
 
 
 def _epoch(timestamp: str) -> float:
@@ -51,260 +58,103 @@ def _epoch(timestamp: str) -> float:
     return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
-def _insecure() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+def _recorded(lay: Layout) -> dict[str, object]:
+    try:
+        data = json.loads(lay.spec_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _node_count(value: str | int) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(
+            f"the node count must be a number from 1 to {MAX_NODES}, not {value!r}"
+        ) from None
+    if not 1 <= count <= MAX_NODES:
+        raise ValueError(f"the node count must be from 1 to {MAX_NODES}, not {count}")
+    return count
 
 
 @dataclass
 class LocalCluster:
     layout: Layout
+    release: Release
+    node_count: int
+    # Whether release/node_count were asked for (flag or environment) or only inherited.
+    explicit_release: bool = False
+    explicit_nodes: bool = False
 
     @classmethod
-    def default(cls) -> LocalCluster:
-        return cls(Layout.default())
+    def default(cls, kubernetes: str | None = None, nodes: int | str | None = None) -> LocalCluster:
+        """The cluster as asked for (arguments, then ``$SPACE_DRA_K8S_VERSION`` and
+        ``$SPACE_DRA_NODES``), else as the state dir records it, else the defaults."""
+        lay = Layout.default()
+        recorded = _recorded(lay)
+        wanted_release = kubernetes or releases.requested()
+        wanted_nodes = nodes if nodes is not None else (os.environ.get(NODES_ENV) or None)
+        if wanted_release:
+            release = releases.resolve(wanted_release)
+        elif isinstance(recorded.get("kubernetes"), str):
+            release = releases.resolve(str(recorded["kubernetes"]))
+        else:
+            release = releases.Release(releases.DEFAULT)
+        if wanted_nodes is not None:
+            count = _node_count(wanted_nodes)
+        elif isinstance(recorded.get("nodes"), int):
+            count = _node_count(int(recorded["nodes"]))  # type: ignore[call-overload]
+        else:
+            count = DEFAULT_NODES
+        return cls(lay, release, count, bool(wanted_release), wanted_nodes is not None)
 
     @property
-    def pki(self) -> PKI:
-        return PKI(self.layout.pki)
+    def nodes(self) -> list[Node]:
+        return make_nodes(node_name(), self.node_count, self.layout.state)
 
-    @property
-    def node(self) -> str:
-        return node_name()
-
-    # --- wiring ---------------------------------------------------------------------------------
-    def _cert_requests(self) -> list[CertRequest]:
-        node = self.node
+    def _recorded_nodes(self) -> list[Node]:
+        """Every node the state dir knows of (more than requested when scaling down)."""
+        count = _recorded(self.layout).get("nodes")
+        known = count if isinstance(count, int) and 1 <= count <= MAX_NODES else 1
+        on_disk = {p.name for p in (self.layout.state / "nodes").glob("*") if p.is_dir()}
+        all_nodes = make_nodes(node_name(), MAX_NODES, self.layout.state)
         return [
-            CertRequest(
-                "apiserver",
-                "kube-apiserver",
-                dns=(
-                    "kubernetes",
-                    "kubernetes.default",
-                    "kubernetes.default.svc",
-                    f"kubernetes.default.svc.{versions.CLUSTER_DOMAIN}",
-                    "localhost",
-                    node,
-                ),
-                ips=(versions.FIRST_SERVICE_IP, "127.0.0.1", versions.NODE_IP),
-                server=True,
-                client=False,
-            ),
-            CertRequest(
-                "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
-            ),
-            CertRequest("admin", "space-dra-admin", ("system:masters",)),
-            CertRequest("kube-controller-manager", "system:kube-controller-manager"),
-            CertRequest("kube-scheduler", "system:kube-scheduler"),
-            CertRequest("kube-proxy", "system:kube-proxy"),
-            CertRequest("kubelet", f"system:node:{node}", ("system:nodes",)),
-            CertRequest(
-                "kubelet-serving",
-                node,
-                dns=(node, "localhost"),
-                ips=(versions.NODE_IP, "127.0.0.1"),
-                server=True,
-                client=False,
-            ),
-            CertRequest("coredns", configs.COREDNS_USER),
-            # The aggregation layer's client identity, from its own CA (requestheader auth).
-            CertRequest("front-proxy-client", "front-proxy-client", ca="front-proxy-ca"),
+            n
+            for n in all_nodes
+            if n.index <= max(known, self.node_count)
+            or n.name in on_disk
+            or (n.netns is not None and nodens.netns_exists(n.netns))
         ]
 
-    def _write_pki(self) -> None:
-        pki = self.pki
-        pki.ensure_ca()
-        pki.ensure_ca("front-proxy-ca", "space-dra-front-proxy-ca")
-        pki.ensure_service_account_keys()
-        for req in self._cert_requests():
-            pki.ensure_cert(req)
-        server = configs.apiserver_url()
-        cfg = self.layout.config
-        for name in ("kube-controller-manager", "kube-scheduler", "kube-proxy", "kubelet"):
-            pki.kubeconfig(cfg / f"{name}.kubeconfig", server, name)
-        pki.kubeconfig(cfg / "coredns.kubeconfig", server, "coredns")
-        pki.kubeconfig(self.layout.kubeconfig, server, "admin", embed=True)
+    def bins(self) -> fetch.Binaries:
+        return fetch.binaries(self.layout, self.release)
 
-    def components(self, bins: fetch.Binaries) -> dict[str, Component]:
-        lay, pki = self.layout, self.pki
-        cfg = lay.config
-        k = bins.kube
-        path_env = (
-            f"{bins.containerd_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-        )
-        base_env = {"PATH": path_env, "HOME": str(Path.home()), "LANG": "C.UTF-8"}
-        admin_ctx = ssl.create_default_context(cafile=str(pki.ca_crt))
-        admin_ctx.load_cert_chain(str(pki.crt("admin")), str(pki.key("admin")))
-        apiserver = configs.apiserver_url()
-        c: dict[str, Component] = {}
+    def components(
+        self, bins: fetch.Binaries, nodes: list[Node] | None = None
+    ) -> dict[str, Component]:
+        comps = components.control_plane(self.layout, bins, self.release)
+        for node in nodes if nodes is not None else self.nodes:
+            for comp in components.node_components(node, self.layout, bins).values():
+                comps[comp.name] = comp
+        return comps
 
-        def add(
-            name: str,
-            argv: list[str | Path],
-            ready: object,
-            timeout: float = 60,
-            inputs: list[Path] | None = None,
-        ) -> None:
-            c[name] = Component(
-                name=name,
-                argv=[str(a) for a in argv],
-                logs=lay.logs,
-                pids=lay.pids,
-                env=dict(base_env),
-                ready=ready,  # type: ignore[arg-type]
-                ready_timeout=timeout,
-                inputs=inputs or [],
-            )
-
-        etcd_url = configs.etcd_url()
-        peer = f"http://127.0.0.1:{configs.ETCD_PEER_PORT}"
-        add(
-            "etcd",
-            [
-                bins.etcd,
-                "--name=space-dra",
-                f"--data-dir={lay.etcd_data}",
-                f"--listen-client-urls={etcd_url}",
-                f"--advertise-client-urls={etcd_url}",
-                f"--listen-peer-urls={peer}",
-                f"--initial-advertise-peer-urls={peer}",
-                f"--initial-cluster=space-dra={peer}",
-                "--listen-metrics-urls=",
-                "--log-level=warn",
-                # A throwaway single-member store: skip fsync (etcd is the slowest part otherwise).
-                "--unsafe-no-fsync",
-                "--snapshot-count=10000",
-            ],
-            lambda: _http_ok(f"{etcd_url}/health", expect='"health":"true"'),
-        )
-        add(
-            "containerd",
-            [bins.containerd_bin / "containerd", f"--config={cfg / 'containerd.toml'}"],
-            lambda: (
-                subprocess.run(
-                    [str(bins.ctr), "--address", str(lay.containerd_socket), "version"],
-                    capture_output=True,
-                    check=False,
-                    timeout=5,
-                ).returncode
-                == 0
-            ),
-            inputs=[cfg / "containerd.toml", cfg / "cni" / "10-space-dra.conflist"],
-        )
-        add(
-            "kube-apiserver",
-            [
-                k("kube-apiserver"),
-                f"--advertise-address={versions.NODE_IP}",
-                f"--bind-address={versions.NODE_IP}",
-                f"--secure-port={configs.APISERVER_PORT}",
-                f"--etcd-servers={etcd_url}",
-                f"--service-cluster-ip-range={versions.SERVICE_CIDR}",
-                "--authorization-mode=Node,RBAC",
-                "--enable-admission-plugins=NodeRestriction",
-                f"--client-ca-file={pki.ca_crt}",
-                f"--tls-cert-file={pki.crt('apiserver')}",
-                f"--tls-private-key-file={pki.key('apiserver')}",
-                f"--kubelet-client-certificate={pki.crt('apiserver-kubelet-client')}",
-                f"--kubelet-client-key={pki.key('apiserver-kubelet-client')}",
-                f"--kubelet-certificate-authority={pki.ca_crt}",
-                "--kubelet-preferred-address-types=InternalIP,Hostname",
-                f"--service-account-issuer=https://kubernetes.default.svc.{versions.CLUSTER_DOMAIN}",
-                f"--service-account-key-file={pki.sa_pub}",
-                f"--service-account-signing-key-file={pki.sa_key}",
-                f"--requestheader-client-ca-file={pki.crt('front-proxy-ca')}",
-                "--requestheader-allowed-names=front-proxy-client",
-                "--requestheader-username-headers=X-Remote-User",
-                "--requestheader-group-headers=X-Remote-Group",
-                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-                f"--proxy-client-cert-file={pki.crt('front-proxy-client')}",
-                f"--proxy-client-key-file={pki.key('front-proxy-client')}",
-                "--allow-privileged=true",
-                "--profiling=false",
-                "--event-ttl=1h",
-            ],
-            lambda: _http_ok(f"{apiserver}/readyz", admin_ctx, "ok"),
-            timeout=120,
-        )
-        add(
-            "kube-controller-manager",
-            [
-                k("kube-controller-manager"),
-                f"--kubeconfig={cfg / 'kube-controller-manager.kubeconfig'}",
-                f"--authentication-kubeconfig={cfg / 'kube-controller-manager.kubeconfig'}",
-                f"--authorization-kubeconfig={cfg / 'kube-controller-manager.kubeconfig'}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={configs.KCM_PORT}",
-                "--controllers=*,bootstrapsigner,tokencleaner",
-                "--use-service-account-credentials=true",
-                f"--service-account-private-key-file={pki.sa_key}",
-                f"--root-ca-file={pki.ca_crt}",
-                f"--cluster-signing-cert-file={pki.ca_crt}",
-                f"--cluster-signing-key-file={pki.ca_key}",
-                f"--service-cluster-ip-range={versions.SERVICE_CIDR}",
-                "--cluster-name=space-dra",
-                "--leader-elect=false",
-                "--profiling=false",
-            ],
-            lambda: _http_ok(f"https://127.0.0.1:{configs.KCM_PORT}/healthz", _insecure(), "ok"),
-        )
-        add(
-            "kube-scheduler",
-            [
-                k("kube-scheduler"),
-                f"--config={cfg / 'kube-scheduler.yaml'}",
-                f"--authentication-kubeconfig={cfg / 'kube-scheduler.kubeconfig'}",
-                f"--authorization-kubeconfig={cfg / 'kube-scheduler.kubeconfig'}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={configs.SCHEDULER_PORT}",
-                "--profiling=false",
-            ],
-            lambda: _http_ok(
-                f"https://127.0.0.1:{configs.SCHEDULER_PORT}/healthz", _insecure(), "ok"
-            ),
-            inputs=[cfg / "kube-scheduler.yaml"],
-        )
-        add(
-            "coredns",
-            [bins.coredns, "-conf", cfg / "Corefile"],
-            lambda: _http_ok(f"http://127.0.0.1:{configs.COREDNS_READY_PORT}/ready"),
-            inputs=[cfg / "Corefile"],
-        )
-        add(
-            "kube-proxy",
-            [k("kube-proxy"), f"--config={cfg / 'kube-proxy.yaml'}"],
-            lambda: _http_ok(f"http://127.0.0.1:{configs.PROXY_HEALTHZ_PORT}/livez"),
-            inputs=[cfg / "kube-proxy.yaml"],
-        )
-        add(
-            "kubelet",
-            [
-                k("kubelet"),
-                f"--config={cfg / 'kubelet.yaml'}",
-                f"--kubeconfig={cfg / 'kubelet.kubeconfig'}",
-                f"--hostname-override={self.node}",
-                f"--node-ip={versions.NODE_IP}",
-                f"--root-dir={paths.KUBELET_ROOT}",
-            ],
-            lambda: _http_ok(
-                f"http://127.0.0.1:{configs.KUBELET_HEALTHZ_PORT}/healthz", None, "ok"
-            ),
-            timeout=90,
-            inputs=[cfg / "kubelet.yaml"],
-        )
-        return c
-
-    def _write_configs(self, bins: fetch.Binaries) -> None:
+    def handle(self) -> ClusterHandle:
         lay = self.layout
-        configs.containerd_config(lay, bins.cni_bin)
-        configs.cni_config(lay)
-        configs.scheduler_config(lay)
-        configs.kubelet_config(lay, self.node)
-        configs.kube_proxy_config(lay, self.node)
-        configs.corefile(lay)
+        nodes = self.nodes
+        return ClusterHandle(
+            kubeconfig=lay.kubeconfig,
+            kubectl_path=lay.bin / "kubectl",
+            helm_path=lay.bin / "helm",
+            node_name=nodes[0].name,
+            node_ip=versions.NODE_IP,
+            api_server=configs.apiserver_url(),
+            state_dir=lay.state,
+            testbox_image=versions.testbox_image(self.release),
+            pause_image=versions.PAUSE_IMAGE,
+            kubernetes_version=self.release.version,
+            nodes=tuple(nodes),
+        )
 
     def _link_bins(self, bins: fetch.Binaries) -> None:
         self.layout.bin.mkdir(parents=True, exist_ok=True)
@@ -320,70 +170,85 @@ class LocalCluster:
             link.unlink(missing_ok=True)
             link.symlink_to(target)
 
-    def handle(self) -> ClusterHandle:
-        lay = self.layout
-        return ClusterHandle(
-            kubeconfig=lay.kubeconfig,
-            kubectl_path=lay.bin / "kubectl",
-            helm_path=lay.bin / "helm",
-            node_name=self.node,
-            node_ip=versions.NODE_IP,
-            api_server=configs.apiserver_url(),
-            state_dir=lay.state,
-            testbox_image=versions.TESTBOX_IMAGE,
-            pause_image=versions.PAUSE_IMAGE,
-        )
+    def _check_release(self) -> None:
+        recorded = _recorded(self.layout).get("kubernetes")
+        has_data = self.layout.etcd_data.is_dir() and any(self.layout.etcd_data.iterdir())
+        if has_data and isinstance(recorded, str) and recorded != self.release.version:
+            raise ClusterMismatch(
+                f"{self.layout.state} holds a Kubernetes {recorded} cluster; to run "
+                f"{self.release.version} start from fresh state: `python -m localcluster down "
+                f"--purge`, then `up --kubernetes-version {self.release.version}` (or run without "
+                f"--kubernetes-version/${releases.VERSION_ENV} to keep {recorded})"
+            )
 
     # --- up ---------------------------------------------------------------------------------------
     def up(self) -> ClusterHandle:
         if os.geteuid() != 0:
             raise RuntimeError("the local cluster needs root (containers, mounts, iptables)")
+        self._check_release()
         t0 = time.monotonic()
         lay = self.layout
-        bins = fetch.ensure_all(lay)
+        bins = fetch.ensure_all(lay, self.release)
         pause = fetch.pause_binary(lay)
-        if self.pki.ca_crt.exists() and lay.run.exists():
-            comps = self.components(bins)
-            if not any(c.running() for c in comps.values()):
+        if (lay.pki / "ca.crt").exists() and lay.run.exists():
+            known = self._recorded_nodes()
+            if not any(c.running() for c in self.components(bins, known).values()):
                 # Left behind by a run that ended without `down` (e.g. the session was killed):
                 # clear stale mounts, shims, sockets and network state before starting again.
                 for note in self.down():
                     fetch.say(f"stale state: {note}")
+        removed = [n for n in self._recorded_nodes() if n.index > self.node_count]
+        nodes = self.nodes
         for d in (lay.state, lay.logs, lay.pids, lay.config, lay.run, lay.bin, paths.KUBELET_ROOT):
             d.mkdir(parents=True, exist_ok=True)
         for d in paths.CDI_SPEC_DIRS:
             d.mkdir(parents=True, exist_ok=True)
         hostnet.prepare(lay.host_state)
-        mounts.ensure_cgroup(paths.CGROUP_ROOT)
-        self._write_pki()
-        self._write_configs(bins)
+        components.write_pki(lay, nodes)
+        components.write_configs(lay, nodes, bins, self.release)
+        for node in nodes:
+            node.config.mkdir(parents=True, exist_ok=True)
+            node.run.mkdir(parents=True, exist_ok=True)
+            mounts.ensure_cgroup(node.cgroup_root)
+            if not node.first:
+                nodens.ensure_network(node)
+                nodens.ensure_mounts(node, protect=[lay.state, paths.KUBELET_ROOT])
         self._link_bins(bins)
+        lay.spec_file.write_text(
+            json.dumps({"kubernetes": self.release.version, "nodes": self.node_count}) + "\n"
+        )
         comps = self.components(bins)
         handle = self.handle()
 
         comps["etcd"].start()
-        comps["containerd"].launch()
+        for node in nodes:
+            comps[node.component("containerd")].launch()
         comps["kube-apiserver"].start()
         handle.apply(configs.COREDNS_RBAC)
-        for name in ("kube-controller-manager", "kube-scheduler", "coredns", "kube-proxy"):
+        for name in ("kube-controller-manager", "kube-scheduler", "coredns"):
             comps[name].launch()
-        comps["containerd"].wait_ready()
-        lay.images.mkdir(parents=True, exist_ok=True)
-        for spec in (
-            images.pause_image(pause),
-            images.testbox_image(bins.busybox, bins.kubectl),
-        ):
-            images.ensure_image(spec, lay.images, bins.ctr, lay.containerd_socket)
-        images.tag_image(
-            bins.ctr, lay.containerd_socket, versions.TESTBOX_IMAGE, versions.BUSYBOX_ALIAS
-        )
+        for node in nodes:
+            comps[node.component("kube-proxy")].launch()
+        for node in removed:
+            self._remove_node(node, bins, handle)
+        images_t0 = time.monotonic()
+        for node in nodes:
+            comps[node.component("containerd")].wait_ready()
+            self._import_images(node, bins, pause)
+        images_s = time.monotonic() - images_t0
         launched_at = time.time()
-        # After a (re)start, the node's Ready condition in etcd may be stale: wait for a heartbeat
+        # After a (re)start, a node's Ready condition in etcd may be stale: wait for a heartbeat
         # posted by this kubelet.
-        fresh_since = launched_at - 1 if comps["kubelet"].launch() else 0.0
-        for name in ORDER:
-            comps[name].wait_ready()
-        self._wait_node_ready(handle, comps["kubelet"], fresh_since)
+        fresh_since = {
+            n.name: launched_at - 1 if comps[n.component("kubelet")].launch() else 0.0
+            for n in nodes
+        }
+        for comp in comps.values():
+            comp.wait_ready()
+        for node in nodes:
+            self._wait_node_ready(
+                handle, node, comps[node.component("kubelet")], fresh_since[node.name]
+            )
         wait_until(
             "the default ServiceAccount in namespace default",
             lambda: (
@@ -396,12 +261,30 @@ class LocalCluster:
             log=comps["kube-controller-manager"].log,
             component="kube-controller-manager",
         )
-        fetch.say(f"cluster up in {time.monotonic() - t0:.1f}s; export KUBECONFIG={lay.kubeconfig}")
+        fetch.say(
+            f"cluster up in {time.monotonic() - t0:.1f}s (Kubernetes {self.release.version}, "
+            f"{len(nodes)} node{'s' if len(nodes) > 1 else ''}: "
+            f"{', '.join(n.name for n in nodes)}; images {images_s:.1f}s); "
+            f"export KUBECONFIG={lay.kubeconfig}"
+        )
         return handle
 
-    def _wait_node_ready(self, handle: ClusterHandle, kubelet: Component, since: float) -> None:
+    def _import_images(self, node: Node, bins: fetch.Binaries, pause: Path) -> None:
+        lay = self.layout
+        lay.images.mkdir(parents=True, exist_ok=True)
+        testbox = versions.testbox_image(self.release)
+        for spec in (
+            images.pause_image(pause),
+            images.testbox_image(bins.busybox, bins.kubectl, testbox),
+        ):
+            images.ensure_image(spec, lay.images, bins.ctr, node.containerd_socket)
+        images.tag_image(bins.ctr, node.containerd_socket, testbox, versions.BUSYBOX_ALIAS)
+
+    def _wait_node_ready(
+        self, handle: ClusterHandle, node: Node, kubelet: Component, since: float
+    ) -> None:
         def ready() -> bool:
-            res = handle.kubectl_result("get", "node", self.node, "-o", "json")
+            res = handle.kubectl_result("get", "node", node.name, "-o", "json")
             if res.returncode != 0:
                 return False
             conds = json.loads(res.stdout)["status"].get("conditions", [])
@@ -412,46 +295,105 @@ class LocalCluster:
                 for c in conds
             )
 
-        def check() -> bool:
-            if not kubelet.running():
-                raise ComponentFailed("kubelet", "exited while waiting for the node", kubelet.log)
-            return ready()
-
         deadline = time.monotonic() + 120
-        while not check():
+        while not ready():
+            if not kubelet.running():
+                raise ComponentFailed(
+                    kubelet.name, "exited while waiting for the node", kubelet.log
+                )
             if time.monotonic() > deadline:
                 raise ComponentFailed(
-                    "kubelet", f"node {self.node} not Ready after 120s", kubelet.log
+                    kubelet.name, f"node {node.name} not Ready after 120s", kubelet.log
                 )
             time.sleep(0.5)
+
+    # --- one node ---------------------------------------------------------------------------------
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(f"no node {name!r}; nodes: {', '.join(n.name for n in self.nodes)}")
+
+    def stop_node(self, name: str) -> list[str]:
+        """Take a node away as if the machine died: its kubelet, containers, containerd and
+        kube-proxy stop at once (no draining, no graceful pod shutdown). ``up`` brings it back
+        with its disk state (kubelet checkpoints, the driver's files) as it was left."""
+        node = self.node(name)
+        bins = self.bins()
+        comps = components.node_components(node, self.layout, bins)
+        comps["kubelet"].stop(timeout=5)
+        notes = _kill(_processes_of(node))
+        for base in ("containerd", "kube-proxy"):
+            comps[base].stop(timeout=5)
+        return notes
+
+    def _down_node(self, node: Node, bins: fetch.Binaries) -> list[str]:
+        notes: list[str] = []
+        comps = components.node_components(node, self.layout, bins)
+        t0 = time.monotonic()
+        if comps["kubelet"].stop():
+            notes.append(f"stopped {comps['kubelet'].name} ({time.monotonic() - t0:.1f}s)")
+        if comps["containerd"].running():
+            removed = images.remove_all_containers(bins.ctr, node.containerd_socket)
+            if removed:
+                notes.append(f"removed {removed} containers of {node.name}")
+        notes += _kill(_processes_of(node))
+        for base in ("kube-proxy", "containerd"):
+            if comps[base].stop():
+                notes.append(f"stopped {comps[base].name}")
+        return notes
+
+    def _remove_node(self, node: Node, bins: fetch.Binaries, handle: ClusterHandle) -> None:
+        """Scale down: stop a node beyond the requested count and forget it."""
+        for note in self._down_node(node, bins):
+            fetch.say(note)
+        for note in nodens.remove(node):
+            fetch.say(note)
+        mounts.unmount_all([node.state])
+        handle.kubectl_result("delete", "node", node.name, "--ignore-not-found")
+        shutil.rmtree(node.state, ignore_errors=True)
+        fetch.say(f"removed node {node.name}")
 
     # --- down -------------------------------------------------------------------------------------
     def down(self, purge: bool = False) -> list[str]:
         """Stop what ``up`` started, unmount, undo host network changes. Returns notes."""
         lay = self.layout
         notes: list[str] = []
-        bins = fetch.binaries(lay)
-        comps = self.components(bins) if lay.pki.exists() and self.pki.ca_crt.exists() else {}
-        t0 = time.monotonic()
-        if "kubelet" in comps and comps["kubelet"].stop():
-            notes.append(f"stopped kubelet ({time.monotonic() - t0:.1f}s)")
-        if "containerd" in comps and comps["containerd"].running():
-            notes += self._remove_containers(bins)
-        notes += self._kill_leftovers()
-        for name in reversed(ORDER):
-            t0 = time.monotonic()
-            # The apiserver can hang in graceful shutdown while clients (watches, exec streams)
-            # stay connected; its state is in etcd, so it gets SIGKILL after a short grace.
-            grace = 5.0 if name == "kube-apiserver" else 20.0
-            if name in comps and name != "kubelet" and comps[name].stop(timeout=grace):
-                notes.append(f"stopped {name} ({time.monotonic() - t0:.1f}s)")
+        bins = self.bins()
+        nodes = self._recorded_nodes()
+        host_before = hostnet.state_before_up(lay.host_state)
+        for node in nodes:
+            notes += self._down_node(node, bins)
+        notes += _kill(_processes_of(None, lay.state))
+        if (lay.pki / "ca.crt").exists():
+            comps = components.control_plane(lay, bins, self.release)
+            for name in reversed(components.CONTROL_PLANE):
+                t0 = time.monotonic()
+                # The apiserver can hang in graceful shutdown while clients (watches, exec
+                # streams) stay connected; its state is in etcd, so it gets SIGKILL soon.
+                grace = 5.0 if name == "kube-apiserver" else 20.0
+                if comps[name].stop(timeout=grace):
+                    notes.append(f"stopped {name} ({time.monotonic() - t0:.1f}s)")
+        for node in nodes[1:]:
+            notes += nodens.remove(node)
+        for name in nodens.our_netns():
+            notes += nodens.remove_netns(name)
+        for veth in nodens.our_veths():
+            notes += nodens.remove_netns(veth)
+        if host_before:
+            nodens.release_netns_dir(made_by_us=not host_before.get("netns_dir_mounted_before"))
         unmounted = mounts.unmount_all([paths.KUBELET_ROOT, lay.state])
         if unmounted:
             notes.append(f"unmounted {len(unmounted)} mounts")
         notes += hostnet.cleanup(lay.host_state, bins.kube("kube-proxy"))
         for ctrl in mounts.cgroup_v1_mounts():
             mounts.remove_empty_dirs(ctrl / paths.CGROUP_ROOT.lstrip("/"))
-        for d in (lay.run, lay.pids):
+        for d in (
+            lay.run,
+            lay.pids,
+            *(n.run for n in nodes[1:]),
+            *(n.run_on_host for n in nodes[1:]),
+        ):
             shutil.rmtree(d, ignore_errors=True)
         if purge:
             shutil.rmtree(paths.KUBELET_ROOT, ignore_errors=True)
@@ -459,58 +401,62 @@ class LocalCluster:
             notes.append(f"removed {lay.state} and {paths.KUBELET_ROOT}")
         return notes
 
-    def _remove_containers(self, bins: fetch.Binaries) -> list[str]:
-        ctr = [str(bins.ctr), "--address", str(self.layout.containerd_socket), "-n", "k8s.io"]
-
-        def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [*ctr, *args], capture_output=True, text=True, check=False, timeout=60
-            )
-
-        ids = run("containers", "ls", "-q").stdout.split()
-        for cid in ids:
-            run("tasks", "kill", "-s", "SIGKILL", cid)
-        for cid in ids:
-            run("tasks", "delete", "--force", cid)
-            run("containers", "delete", cid)
-        return [f"removed {len(ids)} containers"] if ids else []
-
-    def _kill_leftovers(self) -> list[str]:
-        """Kill processes left in our pod cgroups and shims serving our containerd socket."""
-        killed = 0
-        pids: set[int] = set()
-        for ctrl in ("pids", "memory", "cpu"):
-            root = Path("/sys/fs/cgroup") / ctrl / paths.CGROUP_ROOT.lstrip("/")
-            if root.is_dir():
-                for procs in root.rglob("cgroup.procs"):
-                    pids.update(int(p) for p in procs.read_text().split())
-        sock = str(self.layout.containerd_socket)
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit():
-                try:
-                    argv = (proc / "cmdline").read_bytes().split(b"\0")
-                except OSError:
-                    continue
-                if argv and argv[0].endswith(b"containerd-shim-runc-v2") and sock.encode() in argv:
-                    pids.add(int(proc.name))
-        for pid in pids:
-            try:
-                os.kill(pid, 9)
-                killed += 1
-            except ProcessLookupError:
-                pass
-        if pids:
-            time.sleep(0.5)
-        return [f"killed {killed} leftover processes"] if killed else []
-
     # --- status -----------------------------------------------------------------------------------
     def status(self) -> dict[str, str]:
-        lay = self.layout
+        if not (self.layout.pki / "ca.crt").exists():
+            names = [
+                *components.CONTROL_PLANE,
+                *(n.component(c) for n in self.nodes for c in NODE_COMPONENTS),
+            ]
+            return dict.fromkeys(names, "not set up")
         out: dict[str, str] = {}
-        if not self.pki.ca_crt.exists():
-            return dict.fromkeys(ORDER, "not set up")
-        comps = self.components(fetch.binaries(lay))
-        for name in ORDER:
-            rec = comps[name].record()
-            out[name] = f"running (pid {rec.pid})" if comps[name].running() and rec else "stopped"
+        for name, comp in self.components(self.bins()).items():
+            rec = comp.record()
+            out[name] = f"running (pid {rec.pid})" if comp.running() and rec else "stopped"
         return out
+
+
+def _processes_of(node: Node | None, state: Path | None = None) -> set[int]:
+    """Processes in a node's pod cgroups and the shims of its containerd.
+
+    ``node=None``: of every node, i.e. all pod cgroups and every shim serving a containerd socket
+    below ``state``.
+    """
+    pids: set[int] = set()
+    sub = paths.CGROUP_ROOT.lstrip("/") + ("" if node is None else f"/{node.name}")
+    for ctrl in ("pids", "memory", "cpu"):
+        root = Path("/sys/fs/cgroup") / ctrl / sub
+        if root.is_dir():
+            for procs in root.rglob("cgroup.procs"):
+                pids.update(int(p) for p in procs.read_text().split())
+    socket_prefix = str(state).encode() + b"/" if state is not None else b"\0"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv or not argv[0].endswith(b"containerd-shim-runc-v2"):
+            continue
+        ours = (
+            str(node.containerd_socket).encode() in argv
+            if node is not None
+            else any(a.startswith(socket_prefix) for a in argv)
+        )
+        if ours:
+            pids.add(int(proc.name))
+    return pids
+
+
+def _kill(pids: set[int]) -> list[str]:
+    killed = 0
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+            killed += 1
+        except ProcessLookupError:
+            pass
+    if pids:
+        time.sleep(0.5)
+    return [f"killed {killed} leftover processes"] if killed else []

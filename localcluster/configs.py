@@ -11,6 +11,8 @@ import yaml
 from localcluster import layout as paths
 from localcluster import versions
 from localcluster.layout import Layout
+from localcluster.nodes import Node
+from localcluster.releases import Release
 
 # Ports. Components that only need loopback bind to 127.0.0.1; what the node or pods must reach
 # binds to the node IP (on ``lo``), never to the machine's external interface.
@@ -25,6 +27,9 @@ PROXY_HEALTHZ_PORT = 10256
 PROXY_METRICS_PORT = 10249
 COREDNS_HEALTH_PORT = 18080
 COREDNS_READY_PORT = 18181
+
+
+CNI_CONFLIST = "10-space-dra.conflist"
 
 
 def apiserver_url() -> str:
@@ -66,13 +71,13 @@ def _toml(tables: dict[str, dict[str, object]], top: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def containerd_config(lay: Layout, cni_bin: Path) -> Path:
+def containerd_config(node: Node, cni_bin: Path) -> Path:
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     text = _toml(
         top={
             "version": 2,
-            "root": str(lay.containerd_root),
-            "state": str(lay.containerd_state),
+            "root": str(node.containerd_root),
+            "state": str(node.containerd_state),
             "disabled_plugins": [
                 "io.containerd.snapshotter.v1.aufs",
                 "io.containerd.snapshotter.v1.btrfs",
@@ -83,14 +88,15 @@ def containerd_config(lay: Layout, cni_bin: Path) -> Path:
             ],
         },
         tables={
-            "grpc": {"address": str(lay.containerd_socket)},
-            "ttrpc": {"address": str(lay.containerd_socket) + ".ttrpc"},
+            "grpc": {"address": str(node.containerd_socket)},
+            "ttrpc": {"address": str(node.containerd_socket) + ".ttrpc"},
             "debug": {"address": "", "level": "info"},
             "metrics": {"address": ""},
-            'plugins."io.containerd.internal.v1.opt"': {"path": str(lay.state / "containerd-opt")},
+            'plugins."io.containerd.internal.v1.opt"': {"path": str(node.state / "containerd-opt")},
             cri: {
                 "sandbox_image": versions.PAUSE_IMAGE,
                 "enable_cdi": True,
+                # Inside a further node, /var/run is that node's own (see nodes.py).
                 "cdi_spec_dirs": [str(d) for d in paths.CDI_SPEC_DIRS],
                 "netns_mounts_under_state_dir": True,
                 "stream_server_address": "127.0.0.1",
@@ -107,19 +113,19 @@ def containerd_config(lay: Layout, cni_bin: Path) -> Path:
             f"{cri}.containerd.runtimes.runc.options": {
                 "SystemdCgroup": False,
                 "BinaryName": "/usr/sbin/runc",
-                "Root": str(lay.runc_root),
+                "Root": str(node.runc_root),
             },
             f"{cri}.cni": {
                 "bin_dir": str(cni_bin),
-                "conf_dir": str(lay.cni_conf_dir),
+                "conf_dir": str(node.cni_conf_dir),
                 "max_conf_num": 1,
             },
         },
     )
-    return _write(lay.config / "containerd.toml", text)
+    return _write(node.config / "containerd.toml", text)
 
 
-def cni_config(lay: Layout) -> Path:
+def cni_config(node: Node) -> Path:
     conf = {
         "cniVersion": "1.0.0",
         "name": paths.CNI_NETWORK,
@@ -128,20 +134,20 @@ def cni_config(lay: Layout) -> Path:
                 "type": "bridge",
                 "bridge": paths.CNI_BRIDGE,
                 "isGateway": True,
-                # No masquerading: pods only talk to each other and to the node IP (local).
+                # No masquerading: pods only talk to pods (routed between nodes) and to node IPs.
                 "ipMasq": False,
                 "hairpinMode": True,
                 "ipam": {
                     "type": "host-local",
-                    "ranges": [[{"subnet": versions.POD_CIDR}]],
+                    "ranges": [[{"subnet": node.pod_cidr}]],
                     "routes": [{"dst": "0.0.0.0/0"}],
-                    "dataDir": str(lay.cni_data_dir),
+                    "dataDir": str(node.cni_data_dir),
                 },
             },
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
     }
-    return _write(lay.cni_conf_dir / "10-space-dra.conflist", json.dumps(conf, indent=2) + "\n")
+    return _write(node.cni_conf_dir / CNI_CONFLIST, json.dumps(conf, indent=2) + "\n")
 
 
 def scheduler_config(lay: Layout) -> Path:
@@ -156,67 +162,69 @@ def scheduler_config(lay: Layout) -> Path:
     )
 
 
-def kubelet_config(lay: Layout, node: str) -> Path:
-    pki = lay.pki
-    return _yaml(
-        lay.config / "kubelet.yaml",
-        {
-            "apiVersion": "kubelet.config.k8s.io/v1beta1",
-            "kind": "KubeletConfiguration",
-            "address": versions.NODE_IP,
-            "port": KUBELET_PORT,
-            "readOnlyPort": 0,
-            "healthzBindAddress": "127.0.0.1",
-            "healthzPort": KUBELET_HEALTHZ_PORT,
-            "tlsCertFile": str(pki / "kubelet-serving.crt"),
-            "tlsPrivateKeyFile": str(pki / "kubelet-serving.key"),
-            "authentication": {
-                "anonymous": {"enabled": False},
-                "webhook": {"enabled": True},
-                "x509": {"clientCAFile": str(pki / "ca.crt")},
-            },
-            "authorization": {"mode": "Webhook"},
-            "containerRuntimeEndpoint": f"unix://{lay.containerd_socket}",
-            "cgroupDriver": "cgroupfs",
-            "cgroupRoot": paths.CGROUP_ROOT,
-            "cgroupsPerQOS": True,
-            # This machine has cgroup v1; Kubernetes >= 1.35 refuses it unless told otherwise.
-            "failCgroupV1": False,
-            "failSwapOn": False,
-            "clusterDNS": [versions.NODE_IP],
-            "clusterDomain": versions.CLUSTER_DOMAIN,
-            # Pods get only cluster DNS, nothing inherited from the host's resolver.
-            "resolvConf": "",
-            # Never garbage-collect the hand-imported images; never evict on a busy disk.
-            "imageGCHighThresholdPercent": 100,
-            "evictionHard": {
-                "nodefs.available": "0%",
-                "nodefs.inodesFree": "0%",
-                "imagefs.available": "0%",
-            },
-            "podLogsDir": str(lay.state / "pod-logs"),
-            "rotateCertificates": False,
-            "serverTLSBootstrap": False,
-            "registerNode": True,
-            "maxPods": 110,
+def kubelet_config(node: Node, pki: Path, release: Release) -> Path:
+    config: dict[str, Any] = {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": node.ip,
+        "port": KUBELET_PORT,
+        "readOnlyPort": 0,
+        # On the node IP, so the machine can probe the kubelets of namespaced nodes too.
+        "healthzBindAddress": node.ip,
+        "healthzPort": KUBELET_HEALTHZ_PORT,
+        "tlsCertFile": str(pki / f"{kubelet_cert(node)}-serving.crt"),
+        "tlsPrivateKeyFile": str(pki / f"{kubelet_cert(node)}-serving.key"),
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True},
+            "x509": {"clientCAFile": str(pki / "ca.crt")},
         },
-    )
+        "authorization": {"mode": "Webhook"},
+        "containerRuntimeEndpoint": f"unix://{node.containerd_socket}",
+        "cgroupDriver": "cgroupfs",
+        "cgroupRoot": node.cgroup_root,
+        "cgroupsPerQOS": True,
+        "failSwapOn": False,
+        "clusterDNS": [versions.NODE_IP],
+        "clusterDomain": versions.CLUSTER_DOMAIN,
+        # Pods get only cluster DNS, nothing inherited from the host's resolver.
+        "resolvConf": "",
+        # Never garbage-collect the hand-imported images; never evict on a busy disk.
+        "imageGCHighThresholdPercent": 100,
+        "evictionHard": {
+            "nodefs.available": "0%",
+            "nodefs.inodesFree": "0%",
+            "imagefs.available": "0%",
+        },
+        "podLogsDir": str(node.pod_logs),
+        "rotateCertificates": False,
+        "serverTLSBootstrap": False,
+        "registerNode": True,
+        "maxPods": 110,
+        **release.kubelet_config(),
+    }
+    return _yaml(node.config / "kubelet.yaml", config)
 
 
-def kube_proxy_config(lay: Layout, node: str) -> Path:
+def kubelet_cert(node: Node) -> str:
+    """File stem of the node's kubelet client certificate (``-serving`` for its server cert)."""
+    return "kubelet" if node.first else f"kubelet-{node.name}"
+
+
+def kube_proxy_config(node: Node, kubeconfig: Path) -> Path:
     return _yaml(
-        lay.config / "kube-proxy.yaml",
+        node.config / "kube-proxy.yaml",
         {
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
             "kind": "KubeProxyConfiguration",
-            "clientConnection": {"kubeconfig": str(lay.config / "kube-proxy.kubeconfig")},
+            "clientConnection": {"kubeconfig": str(kubeconfig)},
             "mode": "iptables",
-            "hostnameOverride": node,
+            "hostnameOverride": node.name,
             "clusterCIDR": versions.POD_CIDR,
-            "bindAddress": versions.NODE_IP,
-            "healthzBindAddress": f"127.0.0.1:{PROXY_HEALTHZ_PORT}",
-            "metricsBindAddress": f"127.0.0.1:{PROXY_METRICS_PORT}",
-            "nodePortAddresses": [f"{versions.NODE_IP}/32"],
+            "bindAddress": node.ip,
+            "healthzBindAddress": f"{node.ip}:{PROXY_HEALTHZ_PORT}",
+            "metricsBindAddress": f"{node.ip}:{PROXY_METRICS_PORT}",
+            "nodePortAddresses": [f"{node.ip}/32"],
             "iptables": {"localhostNodePorts": False},
             # 0 = leave the host's conntrack sysctls as they are.
             "conntrack": {

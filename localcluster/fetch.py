@@ -24,6 +24,7 @@ from pathlib import Path
 
 from localcluster import versions
 from localcluster.layout import REPO_ROOT, Layout
+from localcluster.releases import DEFAULT, Release
 
 
 def say(msg: str) -> None:
@@ -258,7 +259,8 @@ class GoBuild:
             and all(b.exists() for b in self.binaries())
         )
 
-    def ensure(self) -> list[Path]:
+    def ensure(self, step: str = "") -> list[Path]:
+        """Build unless the cache is fresh. ``step`` (``"3/5"``) prefixes the progress lines."""
         if self.fresh():
             return self.binaries()
         tmp = self.out.parent / f"{self.out.name}.tmp"
@@ -271,35 +273,84 @@ class GoBuild:
             "GOFLAGS": "-mod=mod",
             "CGO_ENABLED": "1" if self.cgo else "0",
         }
-        say(f"building {self.name} (go build, cached in {self.out})")
+        label = f"[{step}] " if step else ""
+        say(f"{label}building {self.name} (go build, cached in {self.out})")
         t0 = time.monotonic()
+        total = self._package_count(env)
+        argv = [
+            "go",
+            "build",
+            "-v",
+            "-p",
+            str(os.cpu_count() or 2),
+            "-trimpath",
+            "-ldflags",
+            self.ldflags,
+            "-o",
+            str(tmp) + "/",
+            *self.packages,
+        ]
+        returncode, output = _run_with_progress(
+            argv, self.module_dir, env, f"{label}{self.name}", total, t0
+        )
+        if returncode != 0:
+            raise RuntimeError(f"building {self.name} failed:\n{output[-5000:]}")
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        tmp.rename(self.out)
+        self.stamp_file.write_text(self.stamp())
+        say(f"{label}built {self.name} in {_elapsed(time.monotonic() - t0)}")
+        return self.binaries()
+
+    def _package_count(self, env: dict[str, str]) -> int:
+        """How many packages the build needs at most (``go list -deps``); 0 if unknown."""
         res = subprocess.run(
-            [
-                "go",
-                "build",
-                "-p",
-                str(os.cpu_count() or 2),
-                "-trimpath",
-                "-ldflags",
-                self.ldflags,
-                "-o",
-                str(tmp) + "/",
-                *self.packages,
-            ],
+            ["go", "list", "-deps", *self.packages],
             cwd=self.module_dir,
             env=env,
             capture_output=True,
             text=True,
             check=False,
         )
-        if res.returncode != 0:
-            raise RuntimeError(f"building {self.name} failed:\n{res.stdout}\n{res.stderr[-5000:]}")
-        if self.out.exists():
-            shutil.rmtree(self.out)
-        tmp.rename(self.out)
-        self.stamp_file.write_text(self.stamp())
-        say(f"built {self.name} in {time.monotonic() - t0:.0f}s")
-        return self.binaries()
+        return len(res.stdout.split()) if res.returncode == 0 else 0
+
+
+# How often a long build reports where it is.
+PROGRESS_EVERY = 30.0
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _run_with_progress(
+    argv: list[str], cwd: Path, env: dict[str, str], what: str, total: int, t0: float
+) -> tuple[int, str]:
+    """Run ``go build -v``, printing every PROGRESS_EVERY seconds how many packages it compiled
+    (of at most ``total``; cached packages are not listed) and which one it is on."""
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    compiled = 0
+    last = time.monotonic()
+    for line in proc.stdout:
+        lines.append(line)
+        name = line.strip()
+        # -v names each package as it is compiled; errors have spaces, colons or a '#'.
+        if name and not name.startswith("#") and " " not in name and ":" not in name:
+            compiled += 1
+        now = time.monotonic()
+        if now - last >= PROGRESS_EVERY:
+            last = now
+            of = f"/{total}" if total else ""
+            say(
+                f"{what}: {compiled}{of} packages compiled, {_elapsed(now - t0)}, "
+                f"at {line.strip()[:80]}"
+            )
+    return proc.wait(), "".join(lines[-200:])
 
 
 def _go_version() -> str:
@@ -311,13 +362,13 @@ def _go_version() -> str:
     return _run([go, "env", "GOVERSION"]).stdout.strip()
 
 
-def kubernetes_build(layout: Layout) -> GoBuild:
+def kubernetes_build(layout: Layout, release: Release) -> GoBuild:
     return GoBuild(
-        name=f"Kubernetes v{versions.KUBERNETES}",
-        module_dir=REPO_ROOT / "localcluster" / "k8sbuild",
+        name=f"Kubernetes v{release.version}",
+        module_dir=REPO_ROOT / release.module_dir,
         packages=tuple(f"k8s.io/kubernetes/cmd/{c}" for c in versions.KUBE_COMMANDS),
-        out=layout.k8s_bin,
-        ldflags=versions.kube_ldflags(),
+        out=layout.k8s_bin(release),
+        ldflags=release.ldflags(),
     )
 
 
@@ -379,21 +430,28 @@ class Binaries:
         return self.containerd_bin / "ctr"
 
 
-def ensure_all(layout: Layout) -> Binaries:
-    """Everything ``up`` needs, fetched or built as required (quick when the cache is warm)."""
+def ensure_all(layout: Layout, release: Release | None = None) -> Binaries:
+    """Everything ``up`` needs, fetched or built as required (quick when the cache is warm).
+
+    The steps are numbered in the progress lines (``[3/5] building Kubernetes ...``).
+    """
+    release = release or Release(DEFAULT)
     ensure_host_packages()
     roots = ensure_trixie_debs(layout)
-    kubernetes_build(layout).ensure()
-    coredns_build(layout).ensure()
-    helm_build(layout).ensure()
-    return binaries(layout, roots)
+    builds = (kubernetes_build(layout, release), coredns_build(layout), helm_build(layout))
+    for n, build in enumerate(builds, start=3):
+        build.ensure(step=f"{n}/{2 + len(builds)}")
+    return binaries(layout, release, roots)
 
 
-def binaries(layout: Layout, roots: dict[str, Path] | None = None) -> Binaries:
+def binaries(
+    layout: Layout, release: Release | None = None, roots: dict[str, Path] | None = None
+) -> Binaries:
+    """Where everything is (built or not); ``release`` picks the Kubernetes binaries."""
     if roots is None:
         roots = {p.name: layout.deb_root(p) for p in versions.TRIXIE_DEBS}
     return Binaries(
-        k8s=layout.k8s_bin,
+        k8s=layout.k8s_bin(release or Release(DEFAULT)),
         coredns=layout.coredns_bin / "coredns",
         helm=layout.helm_bin / "helm",
         etcd=roots[versions.ETCD.name] / "usr" / "bin" / "etcd",

@@ -1,9 +1,11 @@
 """Host network changes made by ``up`` and undone by ``down``.
 
-``up`` adds the node IP to ``lo`` and notes ``net.ipv4.ip_forward`` (the CNI bridge plugin turns it
-on). ``down`` removes the node IP, the CNI bridge and its veths, the iptables chains of kube-proxy
-(``kube-proxy --cleanup``) and of the kubelet (canary chains), and restores ``ip_forward``.
-What was changed is recorded in ``.cluster/host.json`` so ``down`` undoes only that.
+``up`` adds the node IP to ``lo`` and notes ``net.ipv4.ip_forward`` (the CNI bridge plugin and
+further nodes turn it on) and whether ``/run/netns`` was a mount. ``down`` removes the node IP, the
+CNI bridge and its veths, the iptables chains of kube-proxy (``kube-proxy --cleanup``) and of the
+kubelet (canary chains), and restores ``ip_forward``. What was changed is recorded in
+``.cluster/host.json`` so ``down`` undoes only that. The further nodes' network namespaces, veths
+and routes are ``nodens.py``'s.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import subprocess
 from pathlib import Path
 
 from localcluster import layout as paths
-from localcluster import versions
+from localcluster import mounts, versions
 
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+NETNS_DIR = Path("/run/netns")
 TABLES = ("filter", "nat", "mangle")
 
 
@@ -45,6 +48,8 @@ def prepare(host_state: Path) -> None:
         state["ip_forward_before"] = IP_FORWARD.read_text().strip()
         # Another Kubernetes on this host would own such chains; then down leaves them alone.
         state["kube_chains_before"] = bool(kube_chains())
+        # `ip netns add` (further nodes) bind-mounts /run/netns onto itself for good.
+        state["netns_dir_mounted_before"] = str(NETNS_DIR) in mounts.mounts_under([NETNS_DIR])
     if not node_ip_present():
         _ip("addr", "add", f"{versions.NODE_IP}/32", "dev", "lo")
         state["node_ip_added"] = True

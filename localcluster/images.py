@@ -299,6 +299,29 @@ def import_archive(ctr: Path, address: Path, archive: Path) -> None:
         raise RuntimeError(f"ctr images import {archive} failed:\n{res.stdout}\n{res.stderr}")
 
 
+def import_into_nodes(
+    ctr: Path, sockets: Sequence[Path], archive: Path, reference: str, digest: str
+) -> bool:
+    """Import ``archive`` into every node's containerd that lacks ``reference`` at ``digest``.
+
+    Returns whether any node needed it.
+    """
+    if not sockets:
+        raise RuntimeError("containerd is not running: run `python -m localcluster up`")
+    imported = False
+    for sock in sockets:
+        if image_digests(ctr, sock).get(reference) == digest:
+            continue
+        import_archive(ctr, sock, archive)
+        got = image_digests(ctr, sock).get(reference)
+        if got != digest:
+            raise RuntimeError(
+                f"imported {archive} into {sock}; containerd has {reference} as {got}"
+            )
+        imported = True
+    return imported
+
+
 def tag_image(ctr: Path, address: Path, source: str, alias: str) -> bool:
     """Make ``alias`` name the same image as ``source`` (``ctr images tag --force``).
 
@@ -314,6 +337,24 @@ def tag_image(ctr: Path, address: Path, source: str, alias: str) -> bool:
     if res.returncode != 0:
         raise RuntimeError(f"ctr images tag {source} {alias} failed:\n{res.stdout}\n{res.stderr}")
     return True
+
+
+def remove_all_containers(ctr: Path, address: Path) -> int:
+    """Kill and delete every container of the k8s.io namespace (``down``). Returns how many."""
+    base = [str(ctr), "--address", str(address), "-n", "k8s.io"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*base, *args], capture_output=True, text=True, check=False, timeout=60
+        )
+
+    ids = run("containers", "ls", "-q").stdout.split()
+    for cid in ids:
+        run("tasks", "kill", "-s", "SIGKILL", cid)
+    for cid in ids:
+        run("tasks", "delete", "--force", cid)
+        run("containers", "delete", cid)
+    return len(ids)
 
 
 @dataclass(frozen=True)
@@ -391,7 +432,7 @@ exit $rc
 """
 
 
-def testbox_image(busybox: Path, kubectl: Path) -> ImageSpec:
+def testbox_image(busybox: Path, kubectl: Path, reference: str) -> ImageSpec:
     """Busybox (sh, printenv, cat, wget, ...) plus a static kubectl, for the cluster tests."""
     files = [
         ImageFile("/bin/busybox", busybox, mode=0o755),
@@ -412,7 +453,7 @@ def testbox_image(busybox: Path, kubectl: Path) -> ImageSpec:
         # Debian's busybox-static has no printenv applet.
         files.append(ImageFile("/usr/bin/printenv", PRINTENV, mode=0o755))
     return ImageSpec(
-        reference=versions.TESTBOX_IMAGE,
+        reference=reference,
         layers=[files],
         config=ImageConfig(cmd=["sh"]),
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localcluster import versions
+from localcluster.releases import Release
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,34 +64,24 @@ class Layout:
         return self.state / "etcd"
 
     @property
-    def containerd_root(self) -> Path:
-        """containerd's persistent root (content store, snapshots: the imported images)."""
-        return self.state / "containerd" / "root"
-
-    @property
     def run(self) -> Path:
         """Volatile runtime state: sockets, containerd state, netns mounts, runc root."""
         return self.state / "run"
 
     @property
-    def containerd_state(self) -> Path:
-        return self.run / "containerd"
-
-    @property
     def containerd_socket(self) -> Path:
+        """The first node's containerd (further nodes: ``nodes.Node.containerd_socket``)."""
         return self.run / "containerd.sock"
 
-    @property
-    def runc_root(self) -> Path:
-        return self.run / "runc"
+    def containerd_sockets(self) -> list[Path]:
+        """The containerd socket of every node that has one (images go into each)."""
+        further = sorted((self.state / "nodes").glob("*/run/containerd.sock"))
+        return [s for s in [self.containerd_socket, *further] if s.exists()]
 
     @property
-    def cni_conf_dir(self) -> Path:
-        return self.config / "cni"
-
-    @property
-    def cni_data_dir(self) -> Path:
-        return self.run / "cni-ipam"
+    def spec_file(self) -> Path:
+        """The release and node count ``up`` last ran with (what the state dir was made for)."""
+        return self.state / "cluster.json"
 
     @property
     def host_state(self) -> Path:
@@ -98,9 +89,8 @@ class Layout:
         return self.state / "host.json"
 
     # --- caches (outside the repo, keyed by version) ---
-    @property
-    def k8s_bin(self) -> Path:
-        return self.cache / f"k8s-v{versions.KUBERNETES}" / "bin"
+    def k8s_bin(self, release: Release) -> Path:
+        return self.cache / f"k8s-v{release.version}" / "bin"
 
     @property
     def coredns_bin(self) -> Path:
@@ -128,11 +118,11 @@ class Layout:
         return self.cache / "images"
 
 
-# Host paths shared with the rest of the machine (DRA drivers and CDI use fixed locations).
+# Paths as every node sees them (DRA drivers and CDI use fixed locations); on a further node they
+# are that node's own directories (nodes.py).
 KUBELET_ROOT = Path("/var/lib/kubelet")
 CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
-# containerd's shims put their sockets here whatever the state dir (hashed by our socket path).
-CONTAINERD_SHIM_SOCKETS = Path("/run/containerd/s")
+# Every node's pod cgroups are below /space-dra/<node> in each cgroup v1 hierarchy.
 CGROUP_ROOT = "/space-dra"
 CNI_BRIDGE = "sdra-cni0"
 CNI_NETWORK = "space-dra-pods"

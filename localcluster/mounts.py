@@ -68,11 +68,16 @@ def cgroup_v1_mounts() -> list[Path]:
 
 
 def ensure_cgroup(name: str) -> None:
-    """Create cgroup ``name`` in every v1 hierarchy (cpuset needs its cpus and mems filled)."""
+    """Create cgroup ``name`` (and its parents) in every v1 hierarchy; cpuset needs each level's
+    cpus and mems filled from its parent before a child or a task can use it."""
+    parts = [p for p in name.strip("/").split("/") if p]
     for mount in cgroup_v1_mounts():
-        path = mount / name.strip("/")
-        path.mkdir(exist_ok=True)
-        for knob in ("cpuset.cpus", "cpuset.mems"):
-            f = path / knob
-            if f.exists() and not f.read_text().strip():
-                f.write_text((mount / knob).read_text())
+        parent = mount
+        for part in parts:
+            path = parent / part
+            path.mkdir(exist_ok=True)
+            for knob in ("cpuset.cpus", "cpuset.mems"):
+                f = path / knob
+                if f.exists() and not f.read_text().strip():
+                    f.write_text((parent / knob).read_text())
+            parent = path

@@ -150,6 +150,9 @@ class Component:
     ready: Callable[[], bool] | None = None
     ready_timeout: float = 60.0
     inputs: list[Path] = field(default_factory=list)
+    # Runs the program elsewhere, e.g. ``nsenter --net=... --mount=...`` for a namespaced node. It
+    # must exec the program in place (same pid), so the pid file still names ``argv[0]``.
+    wrapper: list[str] = field(default_factory=list)
 
     @property
     def log(self) -> Path:
@@ -168,7 +171,7 @@ class Component:
 
     def fingerprint(self) -> str:
         """Identifies what would run: argv, environment and the content of the input files."""
-        h = hashlib.sha256("\0".join(self.argv).encode())
+        h = hashlib.sha256("\0".join([*self.wrapper, *self.argv]).encode())
         h.update(json.dumps(self.env, sort_keys=True).encode())
         exe = Path(self.argv[0]).stat()
         h.update(f"{exe.st_size}:{exe.st_mtime_ns}".encode())
@@ -200,14 +203,16 @@ class Component:
             self.log.replace(self.log.with_name(self.log.name + ".1"))
         with self.log.open("a") as f:
             f.write(f"\n=== localcluster: starting {self.name} at {time.ctime()} ===\n")
-            f.write(" ".join(self.argv) + "\n")
-        pid = spawn_detached(self.argv, self.log, env=self.env)
+            f.write(" ".join([*self.wrapper, *self.argv]) + "\n")
+        pid = spawn_detached([*self.wrapper, *self.argv], self.log, env=self.env)
         start_time = None
-        for _ in range(100):
+        for _ in range(300):
             start_time = _proc_start_time(pid)
             if start_time is not None and _proc_argv0(pid) == self.argv[0]:
                 break
             time.sleep(0.01)
+        else:
+            start_time = None
         if start_time is None:
             raise ComponentFailed(self.name, "exited immediately", self.log)
         data = {

@@ -1,56 +1,19 @@
-"""Every version the local cluster pins, in one place.
+"""Every version the local cluster pins, in one place (Kubernetes releases: ``releases.py``).
 
-Moving to another Kubernetes patch or minor release is a change to ``KUBERNETES`` here followed by
-``python -m localcluster pin`` (rewrites the Go modules' requirements with ``go mod edit`` and
-tidies them). ``tests/unit/test_localcluster_versions.py`` fails when the Go modules and this file
-disagree.
+Moving to another patch release is a change to ``releases.SUPPORTED`` followed by ``python -m
+localcluster pin`` (writes each Go module's requirements with ``go mod edit`` and tidies it).
+``tests/unit/test_localcluster_versions.py`` fails when the Go modules and these files disagree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# --- Upstream Kubernetes, built from the Go module proxy (localcluster/k8sbuild) -----------------
-KUBERNETES = "1.36.3"
+from localcluster import releases
 
-# Staging modules published as k8s.io/<name> v0.<minor>.<patch>. k8s.io/kubernetes requires them at
-# v0.0.0 and maps them to ./staging in its own go.mod, which a consumer does not inherit, so the
-# consuming module must replace every one of them (kubernetes/kubernetes#79384).
-STAGING_MODULES: tuple[str, ...] = (
-    "api",
-    "apiextensions-apiserver",
-    "apimachinery",
-    "apiserver",
-    "cli-runtime",
-    "client-go",
-    "cloud-provider",
-    "cluster-bootstrap",
-    "code-generator",
-    "component-base",
-    "component-helpers",
-    "controller-manager",
-    "cri-api",
-    "cri-client",
-    "cri-streaming",
-    "csi-translation-lib",
-    "dynamic-resource-allocation",
-    "endpointslice",
-    "externaljwt",
-    "kms",
-    "kube-aggregator",
-    "kube-controller-manager",
-    "kube-proxy",
-    "kube-scheduler",
-    "kubectl",
-    "kubelet",
-    "metrics",
-    "mount-utils",
-    "pod-security-admission",
-    "sample-apiserver",
-    "sample-cli-plugin",
-    "sample-controller",
-    "streaming",
-)
+# --- Upstream Kubernetes, built from the Go module proxy ------------------------------------------
+# The supported releases, their pinning modules (localcluster/k8sbuild/1.<minor>) and what differs
+# between them live in localcluster/releases.py.
 
 # The commands built from k8s.io/kubernetes.
 KUBE_COMMANDS: tuple[str, ...] = (
@@ -113,59 +76,54 @@ HOST_PACKAGES: dict[str, str] = {
 
 
 # --- Derived values ------------------------------------------------------------------------------
-def staging_version(kubernetes: str | None = None) -> str:
-    """k8s.io/kubernetes v1.X.Y ships its staging modules as v0.X.Y."""
-    major, minor, patch = (kubernetes or KUBERNETES).split(".")
-    if major != "1":
-        raise ValueError(f"unexpected Kubernetes version {kubernetes or KUBERNETES}")
-    return f"0.{minor}.{patch}"
-
-
-def kube_minor(kubernetes: str | None = None) -> str:
-    return (kubernetes or KUBERNETES).split(".")[1]
-
-
-def kube_ldflags(kubernetes: str | None = None) -> str:
-    """Version stamping as upstream's build does it (``kubectl version`` and the node show it)."""
-    kubernetes = kubernetes or KUBERNETES
-    flags = ["-s", "-w"]
-    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
-        flags += [
-            f"-X {pkg}.gitVersion=v{kubernetes}",
-            f"-X {pkg}.gitMajor=1",
-            f"-X {pkg}.gitMinor={kube_minor(kubernetes)}",
-            f"-X {pkg}.gitTreeState=clean",
-        ]
-    return " ".join(flags)
-
-
 def go_module_requirements() -> dict[str, dict[str, str]]:
     """What each Go module under localcluster/ (and the test plugin) must require and replace.
 
     Keys are module directories relative to the repository root; values map module path to version
     (``require``) and ``replace:<module path>`` to the replacement version.
     """
-    staging = f"v{staging_version()}"
-    # Go kubelet plugins on the upstream helper library: the test plugin and the bench baseline.
+    modules: dict[str, dict[str, str]] = {}
+    for release in releases.all_releases():
+        k8s: dict[str, str] = {"k8s.io/kubernetes": f"v{release.version}"}
+        for name in release.staging_modules:
+            k8s[f"replace:k8s.io/{name}"] = f"v{release.staging_version}"
+        modules[release.module_dir] = k8s
+    # Go kubelet plugins on the upstream helper library (the test plugin and the bench baseline)
+    # speak the kubelet's DRA gRPC API, which every supported release serves in the same v1
+    # version: one build, pinned to the default release's libraries, runs on all.
+    plugin_libs = f"v{releases.Release(releases.DEFAULT).staging_version}"
     kubelet_plugin = {
-        f"k8s.io/{m}": staging
+        f"k8s.io/{m}": plugin_libs
         for m in ("dynamic-resource-allocation", "client-go", "api", "apimachinery")
     }
-    k8s: dict[str, str] = {"k8s.io/kubernetes": f"v{KUBERNETES}"}
-    for name in STAGING_MODULES:
-        k8s[f"replace:k8s.io/{name}"] = staging
-    return {
-        "localcluster/k8sbuild": k8s,
-        "localcluster/corednsbuild": {"github.com/coredns/coredns": f"v{COREDNS}"},
-        "localcluster/helmbuild": {"helm.sh/helm/v3": f"v{HELM}"},
-        "tests/cluster/draplugin": kubelet_plugin,
-        "bench/gobaseline": kubelet_plugin,
-    }
+    modules.update(
+        {
+            "localcluster/corednsbuild": {"github.com/coredns/coredns": f"v{COREDNS}"},
+            "localcluster/helmbuild": {"helm.sh/helm/v3": f"v{HELM}"},
+            "tests/cluster/draplugin": kubelet_plugin,
+            "bench/gobaseline": dict(kubelet_plugin),
+        }
+    )
+    return modules
+
+
+def godebug_default(module_dir: str) -> str:
+    """The ``godebug default=`` line a module carries (Kubernetes modules follow their release)."""
+    for release in releases.all_releases():
+        if release.module_dir == module_dir:
+            return release.godebug_default
+    return GODEBUG_DEFAULT
 
 
 # --- Images -------------------------------------------------------------------------------------
 PAUSE_IMAGE = "localhost/space-dra/pause:1"
-TESTBOX_IMAGE = f"localhost/space-dra/testbox:{BUSYBOX.upstream}-k{KUBERNETES}"
+
+
+def testbox_image(release: releases.Release) -> str:
+    """busybox plus the release's kubectl, so the tag names both."""
+    return f"localhost/space-dra/testbox:{BUSYBOX.upstream}-k{release.version}"
+
+
 # The testbox is also tagged as Docker Hub's busybox of the same version, so manifests written for
 # kind (``image: docker.io/library/busybox:1.37.0``, ``imagePullPolicy: IfNotPresent``) run
 # unchanged here without a pull.

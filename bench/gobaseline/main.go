@@ -276,6 +276,12 @@ func (p *plugin) HandleError(ctx context.Context, err error, msg string) {
 	klog.FromContext(ctx).Error(err, msg)
 }
 
+// WatchHealthStatus opts out of device health reporting (kubeletplugin v0.37 requires the method):
+// the baseline measures prepare and unprepare only.
+func (p *plugin) WatchHealthStatus(ctx context.Context, reports chan<- kubeletplugin.DeviceHealthReport) error {
+	return kubeletplugin.ErrHealthNotSupported
+}
+
 func pool(node string, size int) resourceslice.DriverResources {
 	devices := make([]resourceapi.Device, size)
 	for i := range devices {

@@ -1,4 +1,4 @@
-"""Getting a built image into the local cluster: the containerd import, and build-then-import.
+"""Getting a built image into the local cluster (every node's containerd), and build-then-import.
 
 Building needs no cluster; importing does. The import is skipped when containerd already has the
 reference at the same digest, and checked afterwards, so ``ensure_driver_image`` costs a few
@@ -13,24 +13,15 @@ from localcluster.layout import Layout
 
 
 def import_driver_image(image: DriverImage, layout: Layout | None = None) -> bool:
-    """Import the archive into the local cluster's containerd unless it already has that digest.
+    """Import the archive into every node's containerd that lacks that digest.
 
     Returns whether it imported. The cluster must be up (``python -m localcluster up``).
     """
     layout = layout or Layout.default()
     ctr = fetch.binaries(layout).ctr
-    sock = layout.containerd_socket
-    if not sock.exists():
-        raise RuntimeError(
-            f"containerd is not running ({sock} is missing): run `python -m localcluster up`"
-        )
-    if images.image_digests(ctr, sock).get(image.reference) == image.digest:
-        return False
-    images.import_archive(ctr, sock, image.archive)
-    got = images.image_digests(ctr, sock).get(image.reference)
-    if got != image.digest:
-        raise RuntimeError(f"imported {image.archive}; containerd has {image.reference} as {got}")
-    return True
+    return images.import_into_nodes(
+        ctr, layout.containerd_sockets(), image.archive, image.reference, image.digest
+    )
 
 
 def ensure_driver_image(

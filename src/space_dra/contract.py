@@ -219,6 +219,56 @@ class NamespaceView:
         return (self.created, self.name)
 
 
+def slim_claim(raw: dict[str, Any], driver: str) -> dict[str, Any]:
+    """A claim's JSON reduced to what :class:`ClaimView` reads, for ``driver``.
+
+    Claims are written by tenants and may carry megabytes of other drivers' configs,
+    annotations or labels; the controller caches every claim of the cluster, so it
+    keeps only identity, the one annotation it reads, and the allocation, status
+    entries and consumers of its own driver.
+    """
+    meta = raw.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    slim_meta = {
+        key: meta[key]
+        for key in ("name", "namespace", "uid", "resourceVersion", "generation")
+        if key in meta
+    }
+    for key in ("creationTimestamp", "deletionTimestamp"):
+        if meta.get(key):
+            slim_meta[key] = meta[key]
+    if isinstance(annotations.get(POD_CLAIM_NAME_ANNOTATION), str):
+        slim_meta["annotations"] = {
+            POD_CLAIM_NAME_ANNOTATION: annotations[POD_CLAIM_NAME_ANNOTATION]
+        }
+    status = raw.get("status") or {}
+    allocation = status.get("allocation") or {}
+    devices = allocation.get("devices") or {}
+    results = [r for r in devices.get("results") or [] if r.get("driver") == driver]
+    slim_status: dict[str, Any] = {}
+    if results:
+        configs = [
+            c
+            for c in devices.get("config") or []
+            if (c.get("opaque") or {}).get("driver") == driver
+        ]
+        slim_status["allocation"] = {
+            **{k: v for k, v in allocation.items() if k != "devices"},
+            "devices": {"results": results, "config": configs},
+        }
+        slim_status["devices"] = [
+            d for d in status.get("devices") or [] if d.get("driver") == driver
+        ]
+        slim_status["reservedFor"] = status.get("reservedFor") or []
+    return {
+        "apiVersion": raw.get("apiVersion", "resource.k8s.io/v1"),
+        "kind": raw.get("kind", "ResourceClaim"),
+        "metadata": slim_meta,
+        "spec": {"devices": {}},
+        "status": slim_status,
+    }
+
+
 class ClaimView:
     """Read-only accessors over a ResourceClaim, for one driver."""
 

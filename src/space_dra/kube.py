@@ -25,13 +25,20 @@ import httpx2
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.core import resource as lkr
-from lightkube.core.exceptions import ConfigError, NotReadyError
-from lightkube.core.generic_client import ALL_NS
+from lightkube.core.exceptions import ConfigError
 from lightkube.models.authentication_v1 import BoundObjectReference, TokenRequestSpec
 from lightkube.models.meta_v1 import DeleteOptions, ObjectMeta, Preconditions
 from lightkube.resources.core_v1 import ServiceAccount
 from lightkube.resources.resource_v1 import ResourceClaim
 
+from space_dra.kube_reads import (
+    ListCorrupt,
+    Slim,
+    WatchExpired,
+    WatchFailed,
+    list_all,
+    watch_from,
+)
 from space_dra.metrics import API_WRITES
 
 R = TypeVar("R", bound=lkr.Resource)
@@ -134,6 +141,7 @@ class ControllerAPI(KubeAPI, Protocol):
         *,
         labels: Mapping[str, str] | None = None,
         fields: Mapping[str, str] | None = None,
+        slim: Slim | None = None,
     ) -> tuple[list[R], str]:
         """All objects (all namespaces for namespaced kinds) and the list's resourceVersion."""
         ...
@@ -145,8 +153,12 @@ class ControllerAPI(KubeAPI, Protocol):
         *,
         labels: Mapping[str, str] | None = None,
         fields: Mapping[str, str] | None = None,
+        slim: Slim | None = None,
     ) -> AsyncIterator[tuple[str, R]]:
-        """(ADDED|MODIFIED|DELETED, object) after ``resource_version``; Gone when too old."""
+        """(ADDED|MODIFIED|DELETED, object) after ``resource_version``; Gone when too old.
+
+        ``slim`` (on ``list`` too) reduces each object's JSON to what the caller keeps,
+        before it is parsed: memory then depends on that, not on what objects carry."""
         ...
 
     async def create(self, obj: R) -> R:
@@ -215,6 +227,8 @@ class LightkubeAPI:
         self._client = AsyncClient(
             config, field_manager=field_manager, timeout=httpx2.Timeout(15.0)
         )
+        # Lists and watches go through lightkube's generic client (see kube_reads).
+        self._generic: Any = self._client._client
         # lightkube's overloads are per resource scope; the generic methods below
         # take any resource class, so they call through an untyped alias.
         self._any: Any = self._client
@@ -273,22 +287,14 @@ class LightkubeAPI:
         *,
         labels: Mapping[str, str] | None = None,
         fields: Mapping[str, str] | None = None,
+        slim: Slim | None = None,
     ) -> tuple[list[R], str]:
-        namespace = ALL_NS if issubclass(res, lkr.NamespacedResource) else None
-        # One unpaginated request: lightkube 1.0.1 repeats the first page when it
-        # follows a continue token (tests/cluster/test_kube_adapter.py), and an
-        # informer that misses objects would make live claims look deleted.
-        kwargs: dict[str, Any] = {"labels": _plain(labels), "fields": _plain(fields)}
-        if namespace is not None:
-            kwargs["namespace"] = namespace
-        with translated(f"list {res.__name__}"):
-            listing = self._any.list(res, **kwargs)
-            items: list[R] = [item async for item in listing]
+        what = f"list {res.__name__}"
+        with translated(what):
             try:
-                version = listing.resourceVersion
-            except NotReadyError:
-                version = ""
-        return items, version
+                return await list_all(self._generic, res, labels, fields, slim)
+            except ListCorrupt as exc:
+                raise KubeError(f"{what}: {exc}; listing again") from exc
 
     async def watch(
         self,
@@ -297,18 +303,22 @@ class LightkubeAPI:
         *,
         labels: Mapping[str, str] | None = None,
         fields: Mapping[str, str] | None = None,
+        slim: Slim | None = None,
     ) -> AsyncIterator[tuple[str, R]]:
-        kwargs: dict[str, Any] = {
-            "labels": _plain(labels),
-            "fields": _plain(fields),
-            "resource_version": resource_version,
-            "server_timeout": 300,
-        }
-        if issubclass(res, lkr.NamespacedResource):
-            kwargs["namespace"] = ALL_NS
-        with translated(f"watch {res.__name__}"):
-            async for event, obj in self._any.watch(res, **kwargs):
-                yield event, obj
+        what = f"watch {res.__name__}"
+        with translated(what):
+            try:
+                async for event, obj in watch_from(
+                    self._generic, res, resource_version, labels, fields, slim
+                ):
+                    yield event, obj
+            except WatchExpired as exc:
+                raise Gone(f"{what}: {exc}", 410, "Expired") from exc
+            except WatchFailed as exc:
+                code = int(exc.status.get("code") or 0)
+                raise _ERRORS_BY_STATUS.get(code, KubeError)(
+                    f"{what}: {exc}", code, str(exc.status.get("reason") or "")
+                ) from exc
 
     async def create(self, obj: R) -> R:
         API_WRITES.labels("create", type(obj).__name__).inc()

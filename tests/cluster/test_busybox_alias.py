@@ -26,7 +26,10 @@ def test_busybox_alias_runs_without_a_pull(local_cluster: ClusterHandle) -> None
     ns = local_cluster.create_namespace("busybox")
     try:
         pods = {}
-        for name, image in (("alias", versions.BUSYBOX_ALIAS), ("testbox", versions.TESTBOX_IMAGE)):
+        for name, image in (
+            ("alias", versions.BUSYBOX_ALIAS),
+            ("testbox", local_cluster.testbox_image),
+        ):
             pod = {
                 "apiVersion": "v1",
                 "kind": "Pod",

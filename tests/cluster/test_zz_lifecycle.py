@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from localcluster import ClusterHandle, LocalCluster, hostnet, mounts, versions
-from localcluster.cluster import ORDER
+from localcluster import ClusterHandle, LocalCluster, hostnet, mounts, nodens
 from localcluster.layout import CNI_BRIDGE, KUBELET_ROOT
 
 pytestmark = pytest.mark.cluster
@@ -63,6 +62,10 @@ def _assert_host_clean(
     assert hostnet.node_ip_present() == (not host_before.get("node_ip_added")), host_before
     link = subprocess.run(["ip", "link", "show", CNI_BRIDGE], capture_output=True, check=False)
     assert link.returncode != 0
+    # Further nodes: no network namespace, veth, route or mount namespace left.
+    assert nodens.our_netns() == [] and nodens.our_veths() == []
+    routes = subprocess.run(["ip", "route"], capture_output=True, text=True, check=True).stdout
+    assert "sdra-node" not in routes and "10.88." not in routes, routes
     if not host_before.get("kube_chains_before"):
         assert hostnet.kube_chains() == []
 
@@ -72,9 +75,11 @@ def _up_again(cluster: LocalCluster) -> ClusterHandle:
     handle = cluster.up()
     warm_up = time.monotonic() - t0
     print(f"warm up after down: {warm_up:.1f}s")
-    assert set(_pids(cluster)) == set(ORDER)
-    node = handle.kubectl_json("get", "node", handle.node_name)
-    assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+    assert set(_pids(cluster)) == set(cluster.components(cluster.bins()))
+    for name in handle.node_names:
+        node = handle.kubectl_json("get", "node", name)
+        conditions = node["status"]["conditions"]
+        assert any(c["type"] == "Ready" and c["status"] == "True" for c in conditions), name
     return handle
 
 
@@ -91,7 +96,7 @@ def _assert_runs_pods(handle: ClusterHandle) -> None:
                 "containers": [
                     {
                         "name": "main",
-                        "image": versions.TESTBOX_IMAGE,
+                        "image": handle.testbox_image,
                         "imagePullPolicy": "Never",
                         "command": ["sh", "-c", f"echo {marker}; sleep 3600"],
                     }

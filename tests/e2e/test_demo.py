@@ -11,6 +11,7 @@ import pytest
 from localcluster import ClusterHandle
 from space_dra.contract import DEFAULT_DRIVER_NAME
 from tests.support.chart import ChartRelease
+from tests.support.nodes import artifacts, cdi_specs, registration_sockets
 from tests.support.workloads import (
     claim_json,
     claim_manifest,
@@ -252,11 +253,11 @@ def test_zz_uninstall_leaves_nothing_behind(
 
     # Pods of the deleted workloads take their grace period to go.
     local_cluster.wait_for("release namespace emptied", lambda: left_in_release() == [], timeout=90)
-    assert not list(Path("/var/run/cdi").glob(f"{DEFAULT_DRIVER_NAME}-*.json"))
-    artifacts = Path("/var/run/claim-artifacts")
-    assert not artifacts.is_dir() or not any(artifacts.iterdir())
-    registry = Path("/var/lib/kubelet/plugins_registry")
-    assert not list(registry.glob(f"{DEFAULT_DRIVER_NAME}*.sock"))
+    for node in local_cluster.nodes:
+        # Every node's plugin cleaned up after itself, in that node's own directories.
+        assert cdi_specs(node) == [], node.name
+        assert artifacts(node) == [], node.name
+        assert registration_sockets(node) == [], node.name
 
 
 def _ready_pods(cluster: ClusterHandle, namespace: str) -> int:

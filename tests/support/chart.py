@@ -24,7 +24,9 @@ class ChartRelease:
     def fullname(self) -> str:
         return self.name if "space-dra" in self.name else f"{self.name}-space-dra"
 
-    def install(self) -> None:
+    def install(self, *, wait: bool = True) -> None:
+        """``helm upgrade --install`` with ``values``; without ``wait`` it returns as soon as the
+        objects are written (a changed pod template then rolls in the background)."""
         repository, _, tag = self.image.rpartition(":")
         values = {
             "image.repository": repository,
@@ -44,8 +46,15 @@ class ChartRelease:
         ]
         for key, value in values.items():
             args += ["--set-string", f"{key}={value}"]
+        if not wait:
+            self.cluster.helm(*args, timeout=120)
+            return
         self.cluster.helm(*args, "--wait", "--timeout", "180s", timeout=240)
         self.cluster.wait_for("ResourceSlices published", self._published, timeout=60)
+
+    @property
+    def plugin_daemonset(self) -> str:
+        return f"{self.fullname}-kubelet-plugin"
 
     def _published(self) -> bool:
         items = self.cluster.kubectl_json(

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
+from localcluster import releases
 from tests.support.chartvalues import find_helm
 from tests.support.hostdriver import CHART
 
 HELM = find_helm()
-KUBE_VERSION = ("--kube-version", "1.36.3")
+KUBE_VERSION = ("--kube-version", releases.DEFAULT)
 RELEASE = "schema"
 NAMESPACE = "space-dra"
 

@@ -33,6 +33,9 @@ RBAC_TEMPLATES = (
     "templates/rbac-controller.yaml",
     "templates/rbac-plugin.yaml",
     "templates/deviceclass.yaml",
+    # The tenancy admission policies: the driver runs under the same API-server rules as
+    # when the chart installs it (docs/security.md).
+    "templates/tenancy.yaml",
 )
 
 
@@ -75,6 +78,11 @@ class HostDriver:
     plugin: subprocess.Popen[bytes] | None = None
 
     @property
+    def node_name(self) -> str:
+        """The node whose kubelet the host plugin registers with (the machine's own)."""
+        return self.cluster.node_name
+
+    @property
     def fullname(self) -> str:
         return f"{self.release}-space-dra"
 
@@ -98,7 +106,7 @@ class HostDriver:
             "-n",
             self.namespace,
             "--kube-version",
-            "1.36.3",
+            self.cluster.kubernetes_version,
         ]
         for template in show_only:
             args += ["--show-only", template]
@@ -110,8 +118,9 @@ class HostDriver:
         self.cluster.kubectl("create", "namespace", self.namespace, check=False)
         self.cluster.apply(self.render(*RBAC_TEMPLATES))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for sa in (self.controller_sa, self.plugin_sa):
-            self._write_kubeconfig(sa)
+        self._write_kubeconfig(self.controller_sa)
+        # A plugin pod's own token is bound to its node; the admission policy requires it.
+        self._write_kubeconfig(self.plugin_sa, node=self.node_name)
 
     def uninstall(self) -> None:
         self.stop_controller()
@@ -131,9 +140,10 @@ class HostDriver:
             "--timeout=90s",
         )
 
-    def _write_kubeconfig(self, service_account: str) -> Path:
+    def _write_kubeconfig(self, service_account: str, node: str | None = None) -> Path:
+        bound = ["--bound-object-kind", "Node", "--bound-object-name", node] if node else []
         token = self.cluster.kubectl(
-            "create", "token", service_account, "-n", self.namespace, "--duration", "6h"
+            "create", "token", service_account, "-n", self.namespace, "--duration", "6h", *bound
         )
         admin = yaml.safe_load(self.cluster.kubeconfig.read_text())
         cluster = admin["clusters"][0]["cluster"]
@@ -214,7 +224,7 @@ class HostDriver:
                 "--kubeconfig",
                 str(self.workdir / f"{self.plugin_sa}.kubeconfig"),
                 "--node-name",
-                self.cluster.node_name,
+                self.node_name,
                 "--http-address",
                 "127.0.0.1",
                 "--http-port",

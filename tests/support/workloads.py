@@ -76,14 +76,18 @@ def pod_manifest(
     template: str | None = None,
     pod_claim_name: str = "space",
     command: list[str] | None = None,
+    node: str | None = None,
 ) -> str:
+    """A pod using a claim (or one made from a template); ``node`` pins it to that node."""
     source = {"resourceClaimName": claim} if claim else {"resourceClaimTemplateName": template}
+    placement = {"nodeSelector": {"kubernetes.io/hostname": node}} if node else {}
     return yaml.safe_dump(
         {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace},
             "spec": {
+                **placement,
                 "terminationGracePeriodSeconds": 2,
                 "containers": [
                     {

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from space_dra import schema_cel
 from space_dra.config import SOURCE_CLASS, Policy, Settings, resolve
@@ -77,3 +78,37 @@ def test_rendered_admission_policy_is_the_generated_one() -> None:
 def test_chart_directory_is_the_one_the_generator_writes() -> None:
     assert (CHART / "values.schema.json").is_file()
     assert Path(CHART, "templates", "_namespaceconfig.tpl").is_file()
+
+
+def test_rendering_twice_gives_the_same_manifests_and_no_key() -> None:
+    """The ownership key is not rendered: helm template, --dry-run or a GitOps tool must not
+    rotate it (which would make every existing namespace unverifiable, never collected)."""
+    first, second = render(), render()
+    assert first == second
+    assert not [doc for doc in first if doc["kind"] == "Secret"]
+
+
+def test_tenancy_policies_name_the_release_identities() -> None:
+    docs = render()
+    policies = {
+        doc["metadata"]["name"]: yaml.safe_dump(doc["spec"])
+        for doc in docs
+        if doc["kind"] == "ValidatingAdmissionPolicy"
+    }
+    assert {
+        "schema-space-dra-tokens",
+        "schema-space-dra-managed-objects",
+        "schema-space-dra-claim-shape",
+    } <= set(policies)
+    assert (
+        "system:serviceaccount:space-dra:schema-space-dra-kubelet-plugin"
+        in policies["schema-space-dra-tokens"]
+    )
+    scope = policies["schema-space-dra-controller-scope"]
+    assert "system:serviceaccount:space-dra:schema-space-dra-controller" in scope
+    bindings = {
+        doc["spec"]["policyName"]
+        for doc in docs
+        if doc["kind"] == "ValidatingAdmissionPolicyBinding"
+    }
+    assert set(policies) == bindings

@@ -1,12 +1,13 @@
 """The layering, written down as a check: who may import whom, and how long a module may grow.
 
-Imports go one way: the controller and the kubelet plugin sit on a shared core and never import
-each other; the core imports neither; ``localcluster`` (the test cluster) never imports the
-driver; ``bench/`` uses ``localcluster`` only through its public API; the namespace-agnostic
-kubelet protocol layer ``space_dra.kubeletplugin`` uses nothing of the driver but the generated
-protocol, logs and metrics (which use nothing else either), a rule that applies once the package
-exists. ``tests/`` may import anything. No hand-written module in ``src/`` grows past 400 lines
-(the few over it today may only shrink).
+Imports go one way: the controller and the kubelet plugin sit on a shared core and never import each
+other; the core imports neither; the kubectl plugin ``space_dra.kubectl`` (a read-only view for
+users) uses the core and the config schema only, and nothing else in ``space_dra`` uses it;
+``localcluster`` (the test cluster) never imports the driver; ``bench/`` uses ``localcluster`` only
+through its public API; the namespace-agnostic kubelet protocol layer ``space_dra.kubeletplugin``
+uses nothing of the driver but the generated protocol, logs and metrics (which use nothing else
+either), a rule that applies once the package exists. ``tests/`` may import anything. No
+hand-written module in ``src/`` grows past 400 lines (the few over it today may only shrink).
 
 Imports are read with ``ast`` from the source files (every ``import`` statement, also inside
 functions and ``if TYPE_CHECKING:``), so the check needs nothing installed and runs in
@@ -27,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONTROLLER = "space_dra.controller"
 PLUGIN = "space_dra.plugin"
 KUBELETPLUGIN = "space_dra.kubeletplugin"
+KUBECTL = "space_dra.kubectl"
 # The shared core both components sit on (a module here may later become a package of the same
 # name: the rules cover its submodules too).
 CORE = tuple(
@@ -46,6 +48,8 @@ CORE = tuple(
 )
 # All the kubelet protocol layer may use of the driver: it must stay free of namespaces.
 KUBELETPLUGIN_MAY_USE = (KUBELETPLUGIN, "space_dra.proto", "space_dra.logs", "space_dra.metrics")
+# All the kubectl plugin may use of the driver: the core and the schema the config is declared in.
+KUBECTL_MAY_USE = (KUBECTL, *CORE, "space_dra.schema")
 # localcluster's public API: these modules and the names in their ``__all__``.
 LOCALCLUSTER_PUBLIC = ("localcluster", "localcluster.driverimage")
 
@@ -180,6 +184,22 @@ def kubeletplugin_namespace_agnostic(imp: Import) -> str | None:
     return None
 
 
+def kubectl_uses_the_core_only(imp: Import) -> str | None:
+    if (
+        within(imp.importer, KUBECTL)
+        and within(imp.target, "space_dra")
+        and not any(within(imp.target, m) for m in KUBECTL_MAY_USE)
+    ):
+        return f"{KUBECTL} uses nothing of space_dra but {', '.join(KUBECTL_MAY_USE)}"
+    if (
+        within(imp.target, KUBECTL)
+        and within(imp.importer, "space_dra")
+        and not within(imp.importer, KUBECTL)
+    ):
+        return f"nothing else in space_dra imports {KUBECTL}"
+    return None
+
+
 def bench_uses_public_localcluster(public: Mapping[str, frozenset[str]]) -> Rule:
     def rule(imp: Import) -> str | None:
         if not (within(imp.importer, "bench") and within(imp.target, "localcluster")):
@@ -209,6 +229,7 @@ def test_the_repository_keeps_its_layering() -> None:
         core_below_components,
         localcluster_standalone,
         kubeletplugin_namespace_agnostic,
+        kubectl_uses_the_core_only,
         bench_uses_public_localcluster(public_names(known)),
     ]
     found = violations(imports, rules)
@@ -221,7 +242,7 @@ def test_the_layers_the_rules_name_exist() -> None:
     _, known = repository_imports()
     missing = [
         m
-        for m in (CONTROLLER, PLUGIN, KUBELETPLUGIN, *CORE, *LOCALCLUSTER_PUBLIC)
+        for m in (CONTROLLER, PLUGIN, KUBELETPLUGIN, KUBECTL, *CORE, *LOCALCLUSTER_PUBLIC)
         if m not in known
     ]
     assert missing == [], "update the names at the top of tests/unit/test_layering.py"
@@ -272,6 +293,21 @@ PUBLIC = {"localcluster": frozenset({"ensure_cluster"}), "localcluster.driverima
             kubeletplugin_namespace_agnostic,
             _imp("space_dra.metrics", "space_dra.contract", "DEFAULT_DRIVER_NAME"),
             _imp("space_dra.metrics", "prometheus_client", "Counter"),
+        ),
+        (
+            kubectl_uses_the_core_only,
+            _imp("space_dra.kubectl.fetch", "space_dra.controller.status"),
+            _imp("space_dra.kubectl.fetch", "space_dra.kube", "ControllerAPI"),
+        ),
+        (
+            kubectl_uses_the_core_only,
+            _imp("space_dra.kubectl.detail", "space_dra.plugin.plan"),
+            _imp("space_dra.kubectl.detail", "space_dra.schema"),
+        ),
+        (
+            kubectl_uses_the_core_only,
+            _imp("space_dra.controller.main", "space_dra.kubectl.model"),
+            _imp("space_dra.kubectl.cli", "space_dra.kubectl.model"),
         ),
         (
             bench_uses_public_localcluster(PUBLIC),

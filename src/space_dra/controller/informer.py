@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from lightkube.core import resource as lkr
 
 from space_dra.kube import ControllerAPI, KubeError
+from space_dra.kube_reads import Slim
 from space_dra.logs import log_event
 from space_dra.metrics import INFORMER_RELISTS
 
@@ -43,12 +44,16 @@ class Informer(Generic[T]):
         *,
         labels: Mapping[str, str] | None = None,
         fields: Mapping[str, str] | None = None,
+        slim: Slim | None = None,
     ) -> None:
+        """``slim`` reduces every object's JSON to what the handler and the cache's
+        readers use, before it is parsed (see :mod:`space_dra.kube_reads`)."""
         self.kube = kube
         self.res = res
         self.handler = handler
         self.labels = labels
         self.fields = fields
+        self.slim = slim
         self.cache: dict[Key, T] = {}
         self.synced = asyncio.Event()
         self.relists = 0
@@ -62,7 +67,9 @@ class Informer(Generic[T]):
             )
 
     async def _relist(self) -> str:
-        items, version = await self.kube.list(self.res, labels=self.labels, fields=self.fields)
+        items, version = await self.kube.list(
+            self.res, labels=self.labels, fields=self.fields, slim=self.slim
+        )
         fresh = {key_of(item): item for item in items}
         for key, gone in list(self.cache.items()):
             if key not in fresh:
@@ -100,6 +107,8 @@ class Informer(Generic[T]):
         key = key_of(obj)
         cached = self.cache.get(key)
         if cached is not None and _newer(obj, cached):
+            if self.slim is not None:
+                obj = self.res.from_dict(self.slim(obj.to_dict()))  # type: ignore[attr-defined]
             self.cache[key] = obj
 
     async def run(self) -> None:
@@ -110,7 +119,7 @@ class Informer(Generic[T]):
                 self.synced.set()
                 delay = 0.5
                 async for event, obj in self.kube.watch(
-                    self.res, version, labels=self.labels, fields=self.fields
+                    self.res, version, labels=self.labels, fields=self.fields, slim=self.slim
                 ):
                     self._apply(event, obj)
             except KubeError as exc:

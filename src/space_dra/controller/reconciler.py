@@ -13,6 +13,7 @@ catching whatever happened while the controller was down.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,7 +21,13 @@ from typing import Any
 
 from lightkube.resources.resource_v1 import ResourceClaim
 
-from space_dra.contract import ClaimView, ManagementLabels, NamespaceView, RecordError
+from space_dra.contract import (
+    ClaimView,
+    ManagementLabels,
+    NamespaceView,
+    RecordError,
+    slim_claim,
+)
 from space_dra.controller.consumers import ConsumerNodes
 from space_dra.controller.gc import Collector
 from space_dra.controller.informer import Informer, Key, key_of
@@ -95,7 +102,13 @@ class Reconciler:
         self.kube = kube
         self.options = options
         self.labels = ManagementLabels(options.driver)
-        self.claims: Informer[ResourceClaim] = Informer(kube, ResourceClaim, self._on_claim)
+        self.claims: Informer[ResourceClaim] = Informer(
+            kube,
+            ResourceClaim,
+            self._on_claim,
+            # Memory must depend on our claims, not on what other drivers' claims carry.
+            slim=functools.partial(slim_claim, driver=options.driver),
+        )
         self.namespaces = ManagedNamespaces(kube, self.labels, signer, self._on_namespace)
         self.provisioner = Provisioner(kube, options.provisioning, signer, self.namespaces)
         self.collector = Collector(kube, self.namespaces, options.protected_namespaces)

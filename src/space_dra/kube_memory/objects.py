@@ -48,10 +48,12 @@ def as_data(obj: lkr.Resource) -> Data:
     return cast("Data", obj.to_dict())  # type: ignore[attr-defined]
 
 
-def typed(res: type[R], data: Data) -> R:
+def typed(res: type[R], data: Data, slim: Callable[[Data], Data] | None = None) -> R:
     """A typed copy of stored data that shares nothing with the store (lightkube's
-    ``from_dict`` keeps the containers of untyped fields, such as opaque parameters)."""
-    return cast("R", res.from_dict(fresh(data)))  # type: ignore[attr-defined]
+    ``from_dict`` keeps the containers of untyped fields, such as opaque parameters),
+    reduced by ``slim`` first when given, as the real adapter does."""
+    copy = fresh(data)
+    return cast("R", res.from_dict(slim(copy) if slim else copy))  # type: ignore[attr-defined]
 
 
 def _lookup(data: Data, path: str) -> Any:

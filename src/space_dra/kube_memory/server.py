@@ -67,6 +67,7 @@ from space_dra.kube_memory.objects import (
     typed,
 )
 from space_dra.kube_memory.watch import Watch
+from space_dra.kube_reads import Slim
 
 
 class MemoryKube:
@@ -198,11 +199,12 @@ class MemoryKube:
         *,
         labels: Mapping[str, str] | None = None,
         fields: Mapping[str, str] | None = None,
+        slim: Slim | None = None,
     ) -> tuple[list[R], str]:
         await self._enter("list", res)
         bucket = self._bucket(kind_of(res))
         items = [
-            typed(res, bucket[key])
+            typed(res, bucket[key], slim)
             for key in sorted(bucket)
             if matches(bucket[key], labels, fields)
         ]
@@ -215,6 +217,7 @@ class MemoryKube:
         *,
         labels: Mapping[str, str] | None = None,
         fields: Mapping[str, str] | None = None,
+        slim: Slim | None = None,
     ) -> AsyncIterator[tuple[str, R]]:
         await self._enter("watch", res)
         since = int(resource_version or 0)
@@ -234,7 +237,7 @@ class MemoryKube:
                 if isinstance(item, KubeError):
                     raise item
                 event, data = item
-                yield event, typed(res, data)
+                yield event, typed(res, data, slim)
         finally:
             self._watches.remove(watch)
 

@@ -152,6 +152,11 @@ func (p *plugin) HandleError(ctx context.Context, err error, msg string) {
 	klog.FromContext(ctx).Error(err, msg)
 }
 
+// WatchHealthStatus opts out of device health reporting: the smoke test has no health to report.
+func (p *plugin) WatchHealthStatus(ctx context.Context, reports chan<- kubeletplugin.DeviceHealthReport) error {
+	return kubeletplugin.ErrHealthNotSupported
+}
+
 func main() {
 	driver := flag.String("driver", "", "DRA driver name")
 	node := flag.String("node", "", "node name")

@@ -1,4 +1,4 @@
-module github.com/space-dra/space-dra/localcluster/k8sbuild
+module github.com/space-dra/space-dra/localcluster/k8sbuild/1.36
 
 go 1.26.0
 

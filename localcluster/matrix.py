@@ -1,0 +1,231 @@
+"""``make test-matrix``: every supported Kubernetes release in turn, on a fresh local cluster.
+
+For each release: ``down --purge`` (a fresh etcd; a release never reuses another's state), build
+its binaries if the cache lacks them (timed), ``up`` with the requested node count (timed), then
+the real-cluster suites with pytest, writing JUnit XML and the facts the capability tests observe
+(``tests/e2e/test_capabilities.py``: feature gates as the components report them, whether
+the driver published binding conditions, whether device health reached pod status). The results
+go to ``docs/compatibility.json`` (kept per release, so running one release updates only its
+entry) and ``docs/compatibility.md`` is generated from it.
+
+    python -m localcluster.matrix                       # all releases, 2 nodes
+    python -m localcluster.matrix --releases 1.34,1.37  # some
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from localcluster import releases
+from localcluster.layout import REPO_ROOT
+
+DOCS = REPO_ROOT / "docs"
+RESULTS = DOCS / "compatibility.json"
+REPORT = DOCS / "compatibility.md"
+WORK = REPO_ROOT / ".cluster-matrix"
+# The e2e and security suites, plus what fits: the cluster basics, the host-process integration
+# suite and the multi-node suite (reliability's fault injection is left to `make test`).
+MARKERS = "cluster or e2e or security or integration or multinode"
+FACTS_ENV = "SPACE_DRA_FACTS_FILE"
+
+
+def _say(msg: str) -> None:
+    print(f"matrix: {msg}", file=sys.stderr, flush=True)
+
+
+def _localcluster(*args: str, env: dict[str, str]) -> float:
+    t0 = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "localcluster", *args], env=env, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"python -m localcluster {' '.join(args)} exited {res.returncode}")
+    return time.monotonic() - t0
+
+
+def junit_counts(path: Path) -> dict[str, Any]:
+    """passed/failed/skipped counts and the failed tests' ids from a pytest JUnit XML file."""
+    root = ET.parse(path).getroot()
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    failed: list[str] = []
+    for case in root.iter("testcase"):
+        outcome = "passed"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome = "failed"
+            elif child.tag == "skipped" and outcome == "passed":
+                outcome = "skipped"
+        counts[outcome] += 1
+        if outcome == "failed":
+            failed.append(f"{case.get('classname', '')}::{case.get('name', '')}")
+    return {**counts, "failed_tests": failed}
+
+
+def run_release(release: releases.Release, nodes: int, markers: str) -> dict[str, Any]:
+    WORK.mkdir(exist_ok=True)
+    env = {**os.environ, releases.VERSION_ENV: release.version, "SPACE_DRA_NODES": str(nodes)}
+    facts_file = WORK / f"{release.version}.facts.json"
+    junit = WORK / f"{release.version}.xml"
+    facts_file.unlink(missing_ok=True)
+    _say(f"Kubernetes {release.version}: fresh cluster of {nodes} nodes")
+    _localcluster("down", "--purge", env=env)
+    build_s = _localcluster("prepare", env=env)
+    up_s = _localcluster("up", env=env)
+    t0 = time.monotonic()
+    pytest = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", markers, f"--junitxml={junit}", "-q"],
+        cwd=REPO_ROOT,
+        env={**env, FACTS_ENV: str(facts_file)},
+        check=False,
+    )
+    tests_s = time.monotonic() - t0
+    result: dict[str, Any] = {
+        "version": release.version,
+        "date": datetime.date.today().isoformat(),
+        "nodes": nodes,
+        "markers": markers,
+        "seconds": {"build": round(build_s), "up": round(up_s), "tests": round(tests_s)},
+        "pytest_exit": pytest.returncode,
+        **(junit_counts(junit) if junit.exists() else {"passed": 0, "failed": 0, "skipped": 0}),
+        "facts": json.loads(facts_file.read_text()) if facts_file.exists() else {},
+    }
+    _say(
+        f"Kubernetes {release.version}: {result['passed']} passed, {result['failed']} failed, "
+        f"{result['skipped']} skipped in {tests_s:.0f}s"
+    )
+    return result
+
+
+# --- the report ---------------------------------------------------------------------------------
+def _yes(value: object) -> str:
+    return {True: "yes", False: "no"}.get(value, "?") if isinstance(value, bool) else "?"
+
+
+def _gate(facts: dict[str, Any], name: str) -> str:
+    gates = facts.get("feature_gates", {})
+    return _yes(gates.get(name)) if name in gates else "not in this release"
+
+
+def render(results: dict[str, dict[str, Any]]) -> str:
+    """docs/compatibility.md from the per-release results (pure: unit-tested)."""
+    ordered = [results[v] for v in releases.SUPPORTED if v in results]
+    lines = [
+        "# Compatibility: the driver on each supported Kubernetes release",
+        "",
+        "Generated by `make test-matrix` (`python -m localcluster.matrix`) from",
+        "`docs/compatibility.json`; do not edit by hand. Each release ran on a fresh local",
+        "cluster (`localcluster/README.md`) built from that release's upstream sources, with the",
+        "chart-installed driver, against the suites named below.",
+        "",
+        "| release | date | nodes | passed | failed | skipped | binding conditions | device health"
+        " in pod status | granular status authorization |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in ordered:
+        facts = r.get("facts", {})
+        lines.append(
+            f"| {r['version']} | {r['date']} | {r['nodes']} | {r['passed']} | {r['failed']} | "
+            f"{r['skipped']} | {_yes(facts.get('binding_conditions_published'))} | "
+            f"{_yes(facts.get('device_health_in_pod_status'))} | "
+            f"{_gate(facts, 'DRAResourceClaimGranularStatusAuthorization')} |"
+        )
+    lines += [
+        "",
+        "Columns: *binding conditions*: the driver's ResourceSlices carry `bindingConditions`",
+        "(the scheduler then binds a pod only once its namespace is ready); *device health in pod",
+        "status*: the kubelet watched the plugin's health stream and put the device's health into",
+        "`status.containerStatuses[].allocatedResourcesStatus`; *granular status authorization*:",
+        "the API server authorizes writes of `status.devices` per driver",
+        "(`resourceclaims/driver`, which the chart's RBAC grants).",
+        "",
+        "## What you lose on 1.34 and 1.35",
+        "",
+        "`DRADeviceBindingConditions` is alpha and off by default there, so the API server drops",
+        "`bindingConditions` from ResourceSlices and the driver (with `pool.bindingConditions:",
+        "auto`, the default) publishes plain devices instead. The scheduler then binds a pod as",
+        "soon as a slot is allocated, before the controller has created the namespace: the",
+        "kubelet's NodePrepareResources call waits for it (at most `kubeletPlugin.waitTimeout`,",
+        "20 s by default, below the kubelet's 45 s) and fails the prepare if the namespace is not",
+        "ready by then; the kubelet retries with back-off, so the pod starts later instead of",
+        "being held in scheduling. A claim whose config the controller refuses is not reported",
+        "before binding either: the pod is bound and stays in ContainerCreating with the reason",
+        "in its events (with binding conditions it would stay unscheduled, the claim showing",
+        "`NamespaceFailed`). `ResourceHealthStatus` is alpha and off too: the kubelet does not",
+        "watch the plugin's health stream, so a device whose credentials went bad does not show",
+        "in pod status (the driver still logs it and exports it as a metric).",
+        "",
+    ]
+    for r in ordered:
+        facts = r.get("facts", {})
+        seconds = r.get("seconds", {})
+        lines += [
+            f"## Kubernetes {r['version']}",
+            "",
+            f'* run {r["date"]} on {r["nodes"]} nodes, suites `-m "{r["markers"]}"`: '
+            f"**{r['passed']} passed, {r['failed']} failed, {r['skipped']} skipped** "
+            f"(pytest exit {r['pytest_exit']}); build {seconds.get('build', '?')} s, "
+            f"`up` {seconds.get('up', '?')} s, tests {seconds.get('tests', '?')} s",
+        ]
+        for test in r.get("failed_tests", []):
+            lines.append(f"  * failed: `{test}`")
+        gates = facts.get("feature_gates", {})
+        if gates:
+            shown = ", ".join(f"`{k}`={_yes(v)}" for k, v in sorted(gates.items()))
+            lines.append(f"* DRA feature gates (API server metrics): {shown}")
+        for key, label in (
+            ("kubelet_health_services", "kubelet's DRAResourceHealth versions"),
+            ("plugin_health_service", "health stream the kubelet used"),
+            ("notes", "notes"),
+        ):
+            if facts.get(key):
+                value = facts[key]
+                lines.append(f"* {label}: {', '.join(value) if isinstance(value, list) else value}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write(results: dict[str, dict[str, Any]]) -> None:
+    DOCS.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    REPORT.write_text(render(results))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localcluster.matrix", description=__doc__)
+    parser.add_argument("--releases", help="comma-separated, e.g. 1.34,1.37 (default: all)")
+    parser.add_argument("--nodes", type=int, default=2)
+    parser.add_argument("--markers", default=MARKERS)
+    args = parser.parse_args(argv)
+    chosen = (
+        [releases.resolve(v) for v in args.releases.split(",")]
+        if args.releases
+        else releases.all_releases()
+    )
+    results: dict[str, dict[str, Any]] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    status = 0
+    try:
+        for release in chosen:
+            try:
+                results[release.version] = run_release(release, args.nodes, args.markers)
+            except RuntimeError as exc:
+                _say(f"Kubernetes {release.version}: {exc}")
+                status = 1
+                continue
+            write(results)
+            status |= results[release.version]["pytest_exit"] != 0
+    finally:
+        _localcluster("down", env=dict(os.environ))
+    write(results)
+    _say(f"wrote {REPORT.relative_to(REPO_ROOT)}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
