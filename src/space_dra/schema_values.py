@@ -155,8 +155,13 @@ VALUES: Final = Group(
                 Value(
                     "bindingConditions",
                     choice(BINDING_CONDITIONS),
-                    "auto",
-                    "auto: use binding conditions where the cluster supports them; on; off.",
+                    "off",
+                    "off: pods bind at once and the kubelet plugin waits (bounded by "
+                    "kubeletPlugin.waitTimeout) for the namespace; a failure shows on the pod "
+                    "within seconds. auto: publish binding conditions where the cluster supports "
+                    "them (1.36+), so a pod binds only once its namespace is ready, at the cost "
+                    "of the scheduler's 5 s re-check on every pod (docs/performance.md); on: "
+                    "always.",
                 ),
             ),
             "The pool of namespace slots published as ResourceSlices.",

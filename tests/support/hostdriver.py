@@ -204,6 +204,10 @@ class HostDriver:
                 f"{self.fullname}-controller",
                 "--resync-period",
                 str(self.resync_seconds),
+                # The integration suites check the binding-condition path too (the chart's
+                # default is off); on releases without the gate, auto leaves them out.
+                "--binding-conditions",
+                "auto",
                 "--http-address",
                 "127.0.0.1",
                 "--http-port",

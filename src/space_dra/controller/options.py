@@ -86,7 +86,7 @@ class ControllerOptions:
     ownership_secret: str
     pool_size: int = 32
     device_attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
-    binding_conditions: str = "auto"  # "auto", "on" or "off"
+    binding_conditions: str = "off"  # "auto", "on" or "off"
     owner_device_class: str = ""
     # The API server URL recorded for pods; None: the in-cluster service, or this client's.
     pod_api_server: str | None = None

@@ -46,13 +46,15 @@ from space_dra.controller.manifests import (
 )
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.ownership import Signer
-from space_dra.controller.status import DeviceOutcome, emit_event, write_status
+from space_dra.controller.status import DeviceOutcome, emit_event, emit_pod_events, write_status
 from space_dra.kube import Conflict, ControllerAPI, Invalid, KubeError, NotFound
 from space_dra.logs import log_event
 from space_dra.metrics import FAILURES, PROVISION_SECONDS, PROVISIONED
 
 log = logging.getLogger(__name__)
 
+# Failures that can go away without a new claim: tried again after the memory expires.
+RETRIED_FAILURES = frozenset({"Rejected"})
 # Failure reason recorded on the claim -> (log event, reason of the Warning Event).
 _REFUSAL_REPORTS = {
     "InvalidConfig": ("claim_config_rejected", "InvalidNamespaceConfig"),
@@ -148,6 +150,14 @@ class Provisioner:
                 continue
             if state is not None and state.failure is not None:
                 reason, _, message = state.failure.partition(": ")
+                if reason in RETRIED_FAILURES:
+                    # Without binding conditions nobody re-allocates the claim: a rejection
+                    # by the API server is tried again once it is no longer remembered, so
+                    # the claim recovers by itself when the cause is fixed.
+                    outcome = await self._provision_device(view, device, existing)
+                    outcomes.append(outcome)
+                    changed = changed or outcome.failure_reason != reason
+                    continue
                 outcomes.append(
                     DeviceOutcome(device, failure_reason=reason, failure_message=message)
                 )
@@ -285,6 +295,13 @@ class Provisioner:
         log_name, event_reason = _REFUSAL_REPORTS[reason]
         log_event(log, logging.WARNING, log_name, claim_uid=view.uid, device=label, error=message)
         await emit_event(self.kube, view, "Warning", event_reason, f"{label}: {message}")
+        await emit_pod_events(
+            self.kube,
+            view,
+            "Warning",
+            event_reason,
+            f"ResourceClaim {view.name}: {label}: {message}",
+        )
         return DeviceOutcome(device, failure_reason=reason, failure_message=message)
 
     def _shape_refusal(self, view: ClaimView, policy: Policy) -> tuple[str, str] | None:

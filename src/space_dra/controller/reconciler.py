@@ -33,7 +33,12 @@ from space_dra.controller.gc import Collector
 from space_dra.controller.informer import Informer, Key, key_of
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.ownership import Signer
-from space_dra.controller.provision import ClaimGone, Provisioner, ProvisionerOptions
+from space_dra.controller.provision import (
+    RETRIED_FAILURES,
+    ClaimGone,
+    Provisioner,
+    ProvisionerOptions,
+)
 from space_dra.controller.workqueue import WorkQueue
 from space_dra.kube import ControllerAPI, KubeError
 from space_dra.logs import log_event
@@ -179,6 +184,9 @@ class Reconciler:
             if stored is not None:
                 self.claims.remember(stored)
                 view = ClaimView(stored, self.options.driver)
+            if self._retried_failure(view):
+                # Come back when the rejection is no longer remembered (see provision).
+                self.queue.add_after(key, self.options.provisioning.rejection_memory_seconds)
             await self.consumers.record(view, self._recorded_namespaces(view))
         except ClaimGone:
             await self.collector.collect(view.uid, None)
@@ -186,6 +194,16 @@ class Reconciler:
             # Even when one device keeps failing, namespaces the claim no longer holds
             # (released devices, crash duplicates) must go: the sweep leaves them to us.
             await self.collector.collect(view.uid, view)
+
+    def _retried_failure(self, view: ClaimView) -> bool:
+        for device in view.our_devices():
+            try:
+                failure = view.device_state(device).failure
+            except RecordError:
+                continue
+            if failure and failure.partition(": ")[0] in RETRIED_FAILURES:
+                return True
+        return False
 
     def _recorded_namespaces(self, view: ClaimView) -> list[NamespaceView]:
         """The namespaces the claim's status records for its devices."""

@@ -42,7 +42,7 @@ class PoolSpec:
     size: int
     attributes: Mapping[str, str | int | bool] = field(default_factory=dict)
     # "auto" (discover), "on" or "off".
-    binding_conditions: str = "auto"
+    binding_conditions: str = "off"
     # The DeviceClass that owns the slices, so deleting it (helm uninstall)
     # garbage-collects them; slices are cluster-scoped, so a Deployment cannot own them.
     owner_device_class: str = ""
