@@ -193,6 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_flag(
         controller,
+        "--warm-pool-size",
+        "SPACE_DRA_WARM_POOL_SIZE",
+        "0",
+        "namespaces kept ready for the --owner-device-class's default settings (within "
+        "--pool-size)",
+        int,
+    )
+    add_flag(
+        controller,
         "--device-attributes",
         "SPACE_DRA_DEVICE_ATTRIBUTES",
         "profile=standard",

@@ -136,6 +136,17 @@ NAMESPACES_MANAGED = Gauge(
     "Namespaces this controller created and can prove it owns.",
     registry=REGISTRY,
 )
+WARM_NAMESPACES = Gauge(
+    "space_dra_controller_warm_namespaces",
+    "Namespaces made ahead of claims and not handed to one yet (the warm pool).",
+    registry=REGISTRY,
+)
+WARM_HANDOVERS = Counter(
+    "space_dra_controller_warm_handovers_total",
+    "Devices given a namespace by outcome: warm (from the pool) or cold (made for the claim).",
+    ["path"],
+    registry=REGISTRY,
+)
 UNVERIFIED_NAMESPACES = Gauge(
     "space_dra_controller_namespaces_unverified",
     "Namespaces carrying our labels without a valid ownership signature (never deleted).",

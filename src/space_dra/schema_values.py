@@ -147,6 +147,14 @@ VALUES: Final = Group(
                     "Pending.",
                 ),
                 Value(
+                    "warm",
+                    integer(0),
+                    4,
+                    "Namespaces kept ready ahead of claims for the DeviceClass's default "
+                    "settings (the warm pool): a claim asking for nothing else gets one with "
+                    "one write instead of making one. Counted in pool.size. 0 turns it off.",
+                ),
+                Value(
                     "attributes",
                     ATTRIBUTES,
                     {"profile": "standard"},
