@@ -217,23 +217,7 @@ class Provisioner:
         if warm is not None:
             # Complete already: one write made it the claim's; no Event (a second write).
             self.namespaces.created(warm)
-            PROVISIONED.labels("ok").inc()
-            log_event(
-                log,
-                logging.INFO,
-                "namespace_provisioned",
-                claim_uid=view.uid,
-                claim=f"{view.namespace}/{view.name}",
-                device=label,
-                namespace=warm.name,
-                path="warm",
-            )
-            return DeviceOutcome(
-                device,
-                record=NamespaceRecord(
-                    warm.name, WORKLOAD_SERVICE_ACCOUNT, self.options.pod_api_server
-                ),
-            )
+            return self._provisioned(view, device, label, warm.name, "warm")
         try:
             if adopted is not None:
                 name = adopted.name
@@ -265,6 +249,14 @@ class Provisioner:
                 time.monotonic() + self.options.rejection_memory_seconds,
             )
         faults.point("controller-after-namespace-contents")
+        await emit_event(
+            self.kube, view, "Normal", "NamespaceProvisioned", f"{label}: namespace {name} is ready"
+        )
+        return self._provisioned(view, device, label, name, "cold")
+
+    def _provisioned(
+        self, view: ClaimView, device: DeviceRef, label: str, name: str, path: str
+    ) -> DeviceOutcome:
         PROVISIONED.labels("ok").inc()
         log_event(
             log,
@@ -274,9 +266,7 @@ class Provisioner:
             claim=f"{view.namespace}/{view.name}",
             device=label,
             namespace=name,
-        )
-        await emit_event(
-            self.kube, view, "Normal", "NamespaceProvisioned", f"{label}: namespace {name} is ready"
+            path=path,
         )
         return DeviceOutcome(
             device,
