@@ -41,7 +41,7 @@ def mint_as(
             "boundObjectRef": {"apiVersion": "v1", "kind": "Node", "name": node},
         },
     }
-    request = urllib.request.Request(  # noqa: S310 - the local API server
+    request = urllib.request.Request(
         f"{cluster.api_server}/api/v1/namespaces/{namespace}/serviceaccounts/"
         f"{WORKLOAD_SERVICE_ACCOUNT}/token",
         method="POST",
@@ -50,7 +50,7 @@ def mint_as(
     )
     context = ssl.create_default_context(cafile=str(cluster.state_dir / "pki" / "ca.crt"))
     try:
-        with urllib.request.urlopen(request, context=context, timeout=30) as response:  # noqa: S310
+        with urllib.request.urlopen(request, context=context, timeout=30) as response:
             return response.status, ""
     except urllib.error.HTTPError as error:
         answer: dict[str, Any] = json.loads(error.read() or b"{}")
