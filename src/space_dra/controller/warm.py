@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.models.meta_v1 import ObjectMeta, OwnerReference
 from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.resource_v1 import DeviceClass
 
@@ -108,6 +108,7 @@ class WarmPool:
         self._held = held
         self._fill = fill
         self._defaults: Resolved | None = None
+        self._owner: OwnerReference | None = None
         self._key = ""
         self._taken: set[str] = set()  # names handed out, until the watch shows it
         self._filling: set[str] = set()  # names this process is filling now
@@ -163,6 +164,7 @@ class WarmPool:
             )
             annotations[self.labels.nodes] = ",".join(sorted(nodes))
             meta.labels, meta.annotations = labels, annotations
+            meta.ownerReferences = None  # the claim's now, not the installation's
             try:
                 # resourceVersion from the cache: a change since makes this a Conflict.
                 replaced: Namespace = await self.kube.replace(stored)
@@ -224,8 +226,19 @@ class WarmPool:
         try:
             klass = await self.kube.get(DeviceClass, self.options.device_class)
         except NotFound:
-            self._defaults, self._key = None, ""
+            self._defaults, self._key, self._owner = None, "", None
             return
+        uid = klass.metadata.uid if klass.metadata else None
+        self._owner = (
+            OwnerReference(
+                apiVersion="resource.k8s.io/v1",
+                kind="DeviceClass",
+                name=self.options.device_class,
+                uid=uid,
+            )
+            if uid
+            else None
+        )
         configs = [
             ("FromClass", entry.opaque.parameters)
             for entry in (klass.spec.config if klass.spec else None) or []
@@ -257,6 +270,9 @@ class WarmPool:
                     defaults.policy.max_token_expiration_seconds,
                 )
                 assert namespace.metadata is not None and namespace.metadata.labels is not None
+                # Owned by the installation's DeviceClass until handed over: uninstalling
+                # removes the pool (see owner).
+                namespace.metadata.ownerReferences = [self._owner] if self._owner else None
                 # Marked as filling until its contents are in: only then can it be offered.
                 namespace.metadata.labels[self.labels.warm] = FILLING + key
                 try:
