@@ -177,6 +177,11 @@ class ManagementLabels:
         return f"{self.driver}/template-source"
 
     @property
+    def warm(self) -> str:
+        """Namespace label of the warm pool: the settings key it was made for."""
+        return f"{self.driver}/warm"
+
+    @property
     def prefix(self) -> str:
         return f"{self.driver}/"
 
@@ -211,6 +216,8 @@ class NamespaceView:
     created: datetime
     # The nodes allowed to mint tokens in it (see controller.consumers).
     nodes: frozenset[str] = frozenset()
+    # Set while it waits in the warm pool, not yet any claim's (see controller.warm).
+    warm_key: str = ""
 
     @classmethod
     def of(cls, namespace: Namespace, labels: ManagementLabels) -> NamespaceView:
@@ -226,6 +233,7 @@ class NamespaceView:
             deleting=bool(meta and meta.deletionTimestamp),
             created=(meta.creationTimestamp if meta else None) or _EPOCH,
             nodes=frozenset(filter(None, annotations.get(labels.nodes, "").split(","))),
+            warm_key=ours.get(labels.warm, ""),
         )
 
     @property

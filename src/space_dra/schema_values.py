@@ -15,23 +15,33 @@ the DeviceClass as they are and must be real numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final
 
 from space_dra import schema
 from space_dra.contract import DEFAULT_DRIVER_NAME
+from space_dra.schema_deploy import (
+    CONTROLLER_SECURITY,
+    DISRUPTION_BUDGET,
+    METRICS,
+    NAMING,
+    PLUGIN_SECURITY,
+    service_account,
+)
 from space_dra.schema_types import (
     AFFINITY,
     ATTRIBUTES,
     BINDING_CONDITIONS,
     DNS_LABEL,
     DNS_SUBDOMAIN,
+    IMAGE_DIGEST,
     LOG_FORMATS,
     LOG_LEVELS,
     PULL_POLICIES,
     RESOURCES,
     TOLERATIONS,
+    Group,
     Json,
+    Value,
     array,
     boolean,
     choice,
@@ -44,25 +54,6 @@ from space_dra.schema_types import (
     string_map,
     text,
 )
-
-
-@dataclass(frozen=True)
-class Value:
-    """A leaf value. ``default`` None: not in values.yaml, unset unless given."""
-
-    name: str
-    type: Json | schema.Kind
-    default: Any
-    doc: str = ""
-
-
-@dataclass(frozen=True)
-class Group:
-    """A map of named values, closed: a key not declared here is refused."""
-
-    name: str
-    children: tuple[Value | Group, ...]
-    doc: str = ""
 
 
 def _scheduling(
@@ -78,6 +69,7 @@ def _scheduling(
             priority_class,
             f"PriorityClass of the {component}'s pods.",
         ),
+        Value("affinity", AFFINITY, {}, f"The {component}'s pod affinity."),
     )
 
 
@@ -96,6 +88,7 @@ VALUES: Final = Group(
             DEFAULT_DRIVER_NAME,
             "The DRA driver name; also the prefix of every label and annotation the driver sets.",
         ),
+        *NAMING,
         Group(
             "image",
             (
@@ -110,6 +103,12 @@ VALUES: Final = Group(
                     text(empty=True, max_length=128),
                     "",
                     "Defaults to the chart's appVersion.",
+                ),
+                Value(
+                    "digest",
+                    IMAGE_DIGEST,
+                    "",
+                    "sha256:<hex>; when set, the image is pulled by digest and the tag is ignored.",
                 ),
                 Value(
                     "pullPolicy", choice(PULL_POLICIES), "IfNotPresent", "The pods' pull policy."
@@ -161,6 +160,14 @@ VALUES: Final = Group(
                     "Pending.",
                 ),
                 Value(
+                    "warm",
+                    integer(0),
+                    4,
+                    "Namespaces kept ready ahead of claims for the DeviceClass's default "
+                    "settings (the warm pool): a claim asking for nothing else gets one with "
+                    "one write instead of making one. Counted in pool.size. 0 turns it off.",
+                ),
+                Value(
                     "attributes",
                     ATTRIBUTES,
                     {"profile": "standard"},
@@ -169,8 +176,13 @@ VALUES: Final = Group(
                 Value(
                     "bindingConditions",
                     choice(BINDING_CONDITIONS),
-                    "auto",
-                    "auto: use binding conditions where the cluster supports them; on; off.",
+                    "off",
+                    "off: pods bind at once and the kubelet plugin waits (bounded by "
+                    "kubeletPlugin.waitTimeout) for the namespace; a failure shows on the pod "
+                    "within seconds. auto: publish binding conditions where the cluster supports "
+                    "them (1.36+), so a pod binds only once its namespace is ready, at the cost "
+                    "of the scheduler's 5 s re-check on every pod (docs/performance.md); on: "
+                    "always.",
                 ),
             ),
             "The pool of namespace slots published as ResourceSlices.",
@@ -287,7 +299,9 @@ VALUES: Final = Group(
                     [],
                     "",
                 ),
-                Value("affinity", AFFINITY, {}, "The controller's pod affinity."),
+                service_account("controller"),
+                *CONTROLLER_SECURITY,
+                DISRUPTION_BUDGET,
             ),
             "The controller Deployment: publishes the pool, provisions and deletes namespaces.",
         ),
@@ -357,7 +371,7 @@ VALUES: Final = Group(
                     ),
                     "Device health in pods' allocatedResourcesStatus (docs/health.md).",
                 ),
-                Value("metricsPort", port(), 8081, "Port of /metrics and /healthz."),
+                Value("metricsPort", port(), 8081, "Port of /metrics, /healthz and /readyz."),
                 *_scheduling(
                     "kubelet plugin",
                     {"requests": {"cpu": "20m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
@@ -365,8 +379,11 @@ VALUES: Final = Group(
                     [{"operator": "Exists"}],
                     "system-node-critical",
                 ),
+                service_account("kubelet plugin"),
+                *PLUGIN_SECURITY,
             ),
             "The kubelet plugin DaemonSet: prepares claims on every node.",
         ),
+        METRICS,
     ),
 )

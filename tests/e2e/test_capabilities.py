@@ -63,11 +63,12 @@ def test_binding_conditions_follow_the_cluster(
     )["items"]
     devices = [d for s in slices for d in s["spec"].get("devices", [])]
     assert devices
-    published = all(d.get("bindingConditions") for d in devices)
+    published = any(d.get("bindingConditions") for d in devices)
     facts["binding_conditions_published"] = published
-    # pool.bindingConditions=auto: used exactly where the API server keeps them.
-    assert published == gates.get("DRADeviceBindingConditions", False)
-    assert not any(d.get("bindingConditions") for d in devices) or published
+    facts["binding_conditions_available"] = gates.get("DRADeviceBindingConditions", False)
+    # The chart's default (pool.bindingConditions=off): pods do not wait for the scheduler's
+    # 5 s re-check. Where `auto` would use them is the gate reported above.
+    assert not published
 
 
 def test_device_health_reaches_pod_status_where_the_kubelet_watches_it(

@@ -1,23 +1,16 @@
 """Chart values the schema must refuse, and a helm binary to try them with.
 
-Shared by the fast chart tests (tests/unit/test_chart_values.py and
-test_tenancy_admission.py, which skip without helm) and the cluster suite
-(tests/cluster/test_chart_schema.py, where helm always exists).
+Shared by the fast chart tests (tests/unit/test_chart_values.py, which skip without helm)
+and the cluster suite (tests/cluster/test_chart_schema.py, where helm always exists).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from localcluster import releases
 from localcluster.layout import Layout
-from tests.support.hostdriver import CHART
 
 # (helm arguments, what the message must contain: the key's path, then a word of the rule)
 BAD_VALUES: list[tuple[list[str], str, str]] = [
@@ -51,6 +44,29 @@ BAD_VALUES: list[tuple[list[str], str, str]] = [
     (["--set", "pool.attributes.index=1"], "at '/pool/attributes/index'", "'not' failed"),
     (["--set", "policy.maxQuota.Pods=1"], "at '/policy/maxQuota'", "'Pods' not allowed"),
     (["--set", "pool.bindingConditions=maybe"], "at '/pool/bindingConditions'", "'auto'"),
+    (["--set", "image.digest=sha256:abc"], "at '/image/digest'", "pattern"),
+    (["--set", "nameOverride=Space_DRA"], "at '/nameOverride'", "pattern"),
+    (["--set", "commonLabels.team=7"], "at '/commonLabels/team'", "string"),
+    (
+        ["--set", "controller.podSecurityContext.runAsUsr=1"],
+        "at '/controller/podSecurityContext'",
+        "'runAsUsr'",
+    ),
+    (
+        ["--set-string", "kubeletPlugin.securityContext.privileged=yes"],
+        "at '/kubeletPlugin/securityContext/privileged'",
+        "boolean",
+    ),
+    (
+        ["--set-string", "controller.podDisruptionBudget.minAvailable=half"],
+        "at '/controller/podDisruptionBudget/minAvailable'",
+        "pattern",
+    ),
+    (
+        ["--set", "controller.serviceAccount.create=false"],
+        "at '/controller/serviceAccount/name'",
+        "minLength",
+    ),
     (
         ["--set", "deviceClass.extendedResourceName=namespace"],
         "at '/deviceClass/extendedResourceName'",
@@ -103,6 +119,18 @@ GOOD_VALUES: dict[str, list[str]] = {
         *("--set-json", 'policy.allowedTemplates=["default","kube-public"]'),
         *("--set-json", 'defaults.template="default"'),
     ],
+    # Every convention a platform team may set (tests/unit/test_chart_conventions.py).
+    "conventions": [
+        *("--set", "fullnameOverride=dra", "--set", "nameOverride=spaces"),
+        *("--set", "commonLabels.team=platform", "--set", "commonAnnotations.owner=ops"),
+        *("--set", f"image.digest=sha256:{'0' * 64}", "--set", "imagePullSecrets[0].name=reg"),
+        *("--set", "controller.serviceAccount.annotations.iam=role"),
+        *("--set", "kubeletPlugin.serviceAccount.create=false"),
+        *("--set", "kubeletPlugin.serviceAccount.name=node-sa"),
+        *("--set", "controller.podDisruptionBudget.enabled=true"),
+        *("--set", "controller.priorityClassName=system-cluster-critical"),
+        *("--set-json", 'kubeletPlugin.nodeSelector={"dra": "yes"}'),
+    ],
 }
 
 
@@ -114,31 +142,3 @@ def find_helm() -> Path | None:
         if Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return Path(candidate)
     return None
-
-
-HELM = find_helm()
-# The chart needs the cluster's version (its kubeVersion, and `auto` values read it).
-KUBE_VERSION = ("--kube-version", releases.DEFAULT)
-
-
-def helm(*args: str) -> subprocess.CompletedProcess[str]:
-    assert HELM is not None
-    return subprocess.run(
-        [str(HELM), *args], capture_output=True, text=True, check=False, timeout=120
-    )
-
-
-def render(*args: str, kube_version: str = releases.DEFAULT) -> list[dict[str, Any]]:
-    """The chart's objects as ``helm template`` renders them for ``kube_version``."""
-    result = helm(
-        "template", "schema", str(CHART), "-n", "space-dra", "--kube-version", kube_version, *args
-    )
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-def the(docs: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
-    [doc] = [
-        doc for doc in docs if doc["kind"] == kind and doc["metadata"]["name"].endswith(name_suffix)
-    ]
-    return doc

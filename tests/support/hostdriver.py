@@ -33,6 +33,9 @@ RBAC_TEMPLATES = (
     "templates/rbac-controller.yaml",
     "templates/rbac-plugin.yaml",
     "templates/deviceclass.yaml",
+    # The tenancy admission policies: the driver runs under the same API-server rules as
+    # when the chart installs it (docs/security.md).
+    "templates/tenancy.yaml",
 )
 
 
@@ -115,8 +118,9 @@ class HostDriver:
         self.cluster.kubectl("create", "namespace", self.namespace, check=False)
         self.cluster.apply(self.render(*RBAC_TEMPLATES))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for sa in (self.controller_sa, self.plugin_sa):
-            self._write_kubeconfig(sa)
+        self._write_kubeconfig(self.controller_sa)
+        # A plugin pod's own token is bound to its node; the admission policy requires it.
+        self._write_kubeconfig(self.plugin_sa, node=self.node_name)
 
     def uninstall(self) -> None:
         self.stop_controller()
@@ -136,9 +140,10 @@ class HostDriver:
             "--timeout=90s",
         )
 
-    def _write_kubeconfig(self, service_account: str) -> Path:
+    def _write_kubeconfig(self, service_account: str, node: str | None = None) -> Path:
+        bound = ["--bound-object-kind", "Node", "--bound-object-name", node] if node else []
         token = self.cluster.kubectl(
-            "create", "token", service_account, "-n", self.namespace, "--duration", "6h"
+            "create", "token", service_account, "-n", self.namespace, "--duration", "6h", *bound
         )
         admin = yaml.safe_load(self.cluster.kubeconfig.read_text())
         cluster = admin["clusters"][0]["cluster"]
@@ -199,6 +204,10 @@ class HostDriver:
                 f"{self.fullname}-controller",
                 "--resync-period",
                 str(self.resync_seconds),
+                # The integration suites check the binding-condition path too (the chart's
+                # default is off); on releases without the gate, auto leaves them out.
+                "--binding-conditions",
+                "auto",
                 "--http-address",
                 "127.0.0.1",
                 "--http-port",

@@ -12,26 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from localcluster import releases
 from space_dra import schema_cel
 from space_dra.config import SOURCE_CLASS, Policy, Settings, resolve
 from space_dra.contract import DEFAULT_DRIVER_NAME
-from tests.support.chartvalues import (
-    BAD_VALUES,
-    GOOD_VALUES,
-    HELM,
-    KUBE_VERSION,
-    helm,
-    render,
-    the,
-)
+from tests.support.chartvalues import BAD_VALUES, GOOD_VALUES
+from tests.support.helmrender import KUBE_VERSION, helm, needs_helm, render, the
 from tests.support.hostdriver import CHART
 
-pytestmark = pytest.mark.skipif(
-    HELM is None,
-    reason="no helm binary: set SPACE_DRA_HELM, or run `make cluster-up` once to build one",
-)
+pytestmark = needs_helm
 
 
 @pytest.mark.parametrize("values", list(GOOD_VALUES), ids=list(GOOD_VALUES))
@@ -90,6 +81,40 @@ def test_rendered_admission_policy_is_the_generated_one() -> None:
 def test_chart_directory_is_the_one_the_generator_writes() -> None:
     assert (CHART / "values.schema.json").is_file()
     assert Path(CHART, "templates", "_namespaceconfig.tpl").is_file()
+
+
+def test_rendering_twice_gives_the_same_manifests_and_no_key() -> None:
+    """The ownership key is not rendered: helm template, --dry-run or a GitOps tool must not
+    rotate it (which would make every existing namespace unverifiable, never collected)."""
+    first, second = render(), render()
+    assert first == second
+    assert not [doc for doc in first if doc["kind"] == "Secret"]
+
+
+def test_tenancy_policies_name_the_release_identities() -> None:
+    docs = render()
+    policies = {
+        doc["metadata"]["name"]: yaml.safe_dump(doc["spec"])
+        for doc in docs
+        if doc["kind"] == "ValidatingAdmissionPolicy"
+    }
+    assert {
+        "schema-space-dra-tokens",
+        "schema-space-dra-managed-objects",
+        "schema-space-dra-claim-shape",
+    } <= set(policies)
+    assert (
+        "system:serviceaccount:space-dra:schema-space-dra-kubelet-plugin"
+        in policies["schema-space-dra-tokens"]
+    )
+    scope = policies["schema-space-dra-controller-scope"]
+    assert "system:serviceaccount:space-dra:schema-space-dra-controller" in scope
+    bindings = {
+        doc["spec"]["policyName"]
+        for doc in docs
+        if doc["kind"] == "ValidatingAdmissionPolicyBinding"
+    }
+    assert set(policies) == bindings
 
 
 def extended_resource_name(*args: str, kube_version: str = releases.DEFAULT) -> str | None:

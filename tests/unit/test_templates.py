@@ -16,6 +16,7 @@ from typing import Any
 from lightkube.models.core_v1 import ResourceQuotaStatus
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap, Namespace, ResourceQuota, Secret
+from lightkube.resources.resource_v1 import DeviceClass
 
 from space_dra.config import SOURCE_CLAIM, SOURCE_CLASS, Policy
 from space_dra.contract import (
@@ -26,6 +27,7 @@ from space_dra.contract import (
     NamespaceRecord,
 )
 from space_dra.controller.templates import copied, copy_of
+from space_dra.controller.warm import WarmOptions
 from space_dra.kube import Forbidden, Invalid
 from space_dra.kube_memory import MemoryKube
 from tests.support.claims import make_claim, namespace_config, new_uid
@@ -363,3 +365,62 @@ def test_what_a_template_holds_is_copied_unless_it_is_the_namespaces_own() -> No
     assert isinstance(copy, Secret) and copy.immutable
     assert copy.metadata is not None and copy.metadata.namespace == "ephemeral-ns-abcde"
     assert copy.metadata.uid is None and copy.metadata.resourceVersion is None
+
+
+def warm_pool(defaults: dict[str, Any]) -> tuple[DeviceClass, WarmOptions]:
+    body = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "DeviceClass",
+        "metadata": {"name": "space"},
+        "spec": {
+            "config": [
+                {
+                    "opaque": {
+                        "driver": DEFAULT_DRIVER_NAME,
+                        "parameters": namespace_config(**defaults),
+                    }
+                }
+            ]
+        },
+    }
+    klass = DeviceClass.from_dict(body)
+    assert isinstance(klass, DeviceClass)
+    return klass, WarmOptions(size=2, pool_size=4, device_class="space", policy=POLICY)
+
+
+def warm_namespaces(kube: MemoryKube) -> set[str]:
+    return {
+        ns.metadata.name or ""
+        for ns in kube.stored(Namespace)
+        if ns.metadata and (ns.metadata.labels or {}).get(LABELS.warm)
+    }
+
+
+async def test_a_claim_with_a_template_never_gets_a_warm_namespace() -> None:
+    kube = MemoryKube()
+    put_template(kube)
+    klass, options = warm_pool({})
+    kube.put(klass)
+    async with running_reconciler(kube, policy=POLICY, warm=options):
+        await eventually(lambda: len(warm_namespaces(kube)) == 2, "the warm pool filled")
+        warm = warm_namespaces(kube)
+        kube.put(claim_with(TEMPLATE))
+        record = await ready(kube)
+    assert record.namespace not in warm
+    assert set(in_namespace(kube, ConfigMap, record.namespace)) == {"settings"}
+
+
+async def test_defaults_naming_a_template_keep_no_warm_pool() -> None:
+    kube = MemoryKube()
+    put_template(kube)
+    klass, options = warm_pool({"template": TEMPLATE})
+    kube.put(klass)
+    async with running_reconciler(kube, policy=POLICY, warm=options) as reconciler:
+        kube.put(
+            make_claim(new_uid(), configs=[(SOURCE_CLASS, namespace_config(template=TEMPLATE), [])])
+        )
+        record = await ready(kube)
+        await asyncio.sleep(0.3)
+        await settled(reconciler)
+    assert warm_namespaces(kube) == set(), "a warm copy would be as old as the namespace"
+    assert set(in_namespace(kube, Secret, record.namespace)) == {"registry"}

@@ -20,13 +20,10 @@ from typing import Any
 import pytest
 
 from space_dra.contract import DEFAULT_DRIVER_NAME, ManagementLabels
-from tests.support.chartvalues import HELM, render, the
 from tests.support.gotools import REPO, build
+from tests.support.helmrender import needs_helm, render, the
 
-pytestmark = [
-    pytest.mark.skipif(HELM is None, reason="no helm binary: set SPACE_DRA_HELM"),
-    pytest.mark.timeout(1500),
-]
+pytestmark = [needs_helm, pytest.mark.timeout(1500)]
 
 NAME = f"{DEFAULT_DRIVER_NAME}/namespace"
 IMPLICIT = f"deviceclass.resource.kubernetes.io/{DEFAULT_DRIVER_NAME}"

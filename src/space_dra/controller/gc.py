@@ -54,6 +54,8 @@ def judge(
         return Verdict(False, "unverified")
     if namespace.deleting:
         return Verdict(False, "terminating")
+    if namespace.warm_key and not namespace.claim_uid:
+        return Verdict(False, "warm")  # the warm pool deletes its own
     claim = claims_by_uid.get(namespace.claim_uid)
     if claim is None:
         return Verdict(True, "claim-deleted")

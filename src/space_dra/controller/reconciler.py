@@ -34,6 +34,8 @@ from space_dra.controller.informer import Informer, Key, key_of
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.ownership import Signer
 from space_dra.controller.provision import ClaimGone, Provisioner, ProvisionerOptions
+from space_dra.controller.refusals import RETRIED_FAILURES
+from space_dra.controller.warm import WarmOptions, WarmPool
 from space_dra.controller.workqueue import WorkQueue
 from space_dra.kube import ControllerAPI, KubeError
 from space_dra.logs import log_event
@@ -48,6 +50,7 @@ class ReconcilerOptions:
     protected_namespaces: frozenset[str]
     resync_seconds: float = 300.0
     workers: int = 8
+    warm: WarmOptions | None = None
 
     @property
     def driver(self) -> str:
@@ -114,6 +117,18 @@ class Reconciler:
         self.collector = Collector(kube, self.namespaces, options.protected_namespaces)
         self.identities = ClaimIdentities()
         self.consumers = ConsumerNodes(kube, self.labels, self._on_pod_bound)
+        self.warm: WarmPool | None = None
+        if options.warm is not None and options.warm.size > 0:
+            self.warm = WarmPool(
+                kube,
+                self.labels,
+                signer,
+                self.namespaces,
+                options.warm,
+                self._held_devices,
+                self.provisioner.fill,
+            )
+            self.provisioner.warm = self.warm
         self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, workers=options.workers)
 
     # -- events ----------------------------------------------------------------------
@@ -123,9 +138,19 @@ class Reconciler:
             return False
         return bool(ClaimView(claim, self.options.driver).our_devices())
 
+    def _held_devices(self) -> int:
+        """Devices of ours allocated now: each holds, or will hold, a namespace."""
+        return sum(
+            len(ClaimView(claim, self.options.driver).our_devices())
+            for claim in self.claims.cache.values()
+            if claim.status and claim.status.allocation
+        )
+
     def _on_claim(self, event: str, old: Any, new: Any) -> None:
         obj = new or old
         key = key_of(obj)
+        if self.warm is not None and self._relevant(new) != self._relevant(old):
+            self.warm.wake()  # a slot was taken or freed
         if self._relevant(new) or self._relevant(old) or key in self.identities:
             if obj.metadata and obj.metadata.uid:
                 self.identities.remember(key, obj.metadata.uid)
@@ -175,10 +200,14 @@ class Reconciler:
                 self._forget(key)
             return
         try:
-            stored = await self.provisioner.provision(view)
+            nodes = await self.consumers.nodes(view)
+            stored = await self.provisioner.provision(view, nodes)
             if stored is not None:
                 self.claims.remember(stored)
                 view = ClaimView(stored, self.options.driver)
+            if self._retried_failure(view):
+                # Come back when the rejection is no longer remembered (see provision).
+                self.queue.add_after(key, self.options.provisioning.rejection_memory_seconds)
             await self.consumers.record(view, self._recorded_namespaces(view))
         except ClaimGone:
             await self.collector.collect(view.uid, None)
@@ -186,6 +215,16 @@ class Reconciler:
             # Even when one device keeps failing, namespaces the claim no longer holds
             # (released devices, crash duplicates) must go: the sweep leaves them to us.
             await self.collector.collect(view.uid, view)
+
+    def _retried_failure(self, view: ClaimView) -> bool:
+        for device in view.our_devices():
+            try:
+                failure = view.device_state(device).failure
+            except RecordError:
+                continue
+            if failure and failure.partition(": ")[0] in RETRIED_FAILURES:
+                return True
+        return False
 
     def _recorded_namespaces(self, view: ClaimView) -> list[NamespaceView]:
         """The namespaces the claim's status records for its devices."""
@@ -227,6 +266,8 @@ class Reconciler:
             asyncio.create_task(self.namespaces.informer.run(), name="namespace-informer"),
             asyncio.create_task(self._reconcile_and_sweep(), name="reconciler"),
         ]
+        if self.warm is not None:
+            tasks.append(asyncio.create_task(self._keep_warm(self.warm), name="warm-pool"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -257,6 +298,12 @@ class Reconciler:
             await self.sweep()
             await asyncio.sleep(self.options.resync_seconds)
             self.requeue_all()
+
+    async def _keep_warm(self, warm: WarmPool) -> None:
+        # Like GC, the pool's budget needs complete caches (every held slot counted).
+        await asyncio.gather(self.claims.synced.wait(), self.namespaces.informer.synced.wait())
+        await warm.run()
+        await asyncio.Event().wait()  # a pool of size 0 returns at once; keep the task
 
     @property
     def synced(self) -> bool:

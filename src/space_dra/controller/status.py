@@ -141,17 +141,43 @@ async def write_status(
 async def emit_event(
     kube: ControllerAPI, view: ClaimView, kind: str, reason: str, message: str
 ) -> None:
-    """Best effort: an Event that cannot be written is logged, never fatal."""
+    """Best effort: an Event on the claim that cannot be written is logged, never fatal."""
+    claim = _reference("resource.k8s.io/v1", "ResourceClaim", view.namespace, view.name, view.uid)
+    await emit_event_on(kube, view, claim, kind, reason, message)
+
+
+async def emit_pod_events(
+    kube: ControllerAPI, view: ClaimView, kind: str, reason: str, message: str
+) -> None:
+    """The same Event on every pod the claim is reserved for: where a user looks first
+    when a pod does not start (``kubectl describe pod``)."""
+    for consumer in (view.claim.status.reservedFor if view.claim.status else None) or []:
+        if consumer.resource != "pods" or consumer.apiGroup:
+            continue
+        pod = _reference("v1", "Pod", view.namespace, consumer.name, consumer.uid)
+        await emit_event_on(kube, view, pod, kind, reason, message)
+
+
+def _reference(api_version: str, kind: str, namespace: str, name: str, uid: str) -> ObjectReference:
+    return ObjectReference(
+        apiVersion=api_version, kind=kind, namespace=namespace, name=name, uid=uid
+    )
+
+
+async def emit_event_on(
+    kube: ControllerAPI,
+    view: ClaimView,
+    involved: ObjectReference,
+    kind: str,
+    reason: str,
+    message: str,
+) -> None:
     now = datetime.now(UTC)
     event = Event(
-        metadata=ObjectMeta(name=f"{view.name}.{secrets.token_hex(8)}", namespace=view.namespace),
-        involvedObject=ObjectReference(
-            apiVersion="resource.k8s.io/v1",
-            kind="ResourceClaim",
-            name=view.name,
-            namespace=view.namespace,
-            uid=view.uid,
+        metadata=ObjectMeta(
+            name=f"{involved.name}.{secrets.token_hex(8)}", namespace=view.namespace
         ),
+        involvedObject=involved,
         reason=reason,
         message=message[:1024],
         type=kind,
