@@ -38,7 +38,8 @@ ALLOWED = "policy.allowedTemplates"
 
 
 def all_namespaces(cluster: ClusterHandle) -> set[str]:
-    items = cluster.kubectl_json("get", "namespaces")["items"]
+    """Every namespace but the warm pool's, which refills in the background."""
+    items = cluster.kubectl_json("get", "namespaces", "-l", f"!{LABELS.warm}")["items"]
     return {ns["metadata"]["name"] for ns in items}
 
 
