@@ -424,3 +424,17 @@ async def test_defaults_naming_a_template_keep_no_warm_pool() -> None:
         await settled(reconciler)
     assert warm_namespaces(kube) == set(), "a warm copy would be as old as the namespace"
     assert set(in_namespace(kube, Secret, record.namespace)) == {"registry"}
+
+
+async def test_a_large_template_is_copied_whole() -> None:
+    kube = MemoryKube()
+    kube.put(template_namespace())
+    for index in range(40):
+        kube.put(config_map(TEMPLATE, f"part-{index}", index=str(index)))
+    async with running_reconciler(kube, policy=POLICY):
+        kube.put(claim_with(TEMPLATE))
+        record = await ready(kube)
+    copies = in_namespace(kube, ConfigMap, record.namespace)
+    assert {name: c.data for name, c in copies.items()} == {
+        f"part-{i}": {"index": str(i)} for i in range(40)
+    }

@@ -50,6 +50,8 @@ SERVICE_ACCOUNT_TOKEN_TYPE = "kubernetes.io/service-account-token"  # noqa: S105
 _DROPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
 # The API server's quota admission while the quota controller has not counted yet.
 _QUOTA_NOT_COUNTED = "status unknown for quota"
+# Copies created at once: a template may hold many objects.
+COPY_CONCURRENCY = 16
 
 Copyable: TypeAlias = ConfigMap | Secret
 
@@ -157,9 +159,13 @@ class TemplateCopier:
         if has_quota:
             await self._wait_until_quota_counts(namespace)
         copies = [copy_of(obj, namespace, self.labels) for obj in template.objects]
-        results = await asyncio.gather(
-            *(self._create(template.name, obj) for obj in copies), return_exceptions=True
-        )
+        gate = asyncio.Semaphore(COPY_CONCURRENCY)
+
+        async def create(obj: Copyable) -> None:
+            async with gate:
+                await self._create(template.name, obj)
+
+        results = await asyncio.gather(*(create(obj) for obj in copies), return_exceptions=True)
         for failure in results:
             if isinstance(failure, CopyRefused):
                 raise failure
