@@ -79,6 +79,7 @@ class Policy:
     allow_admin_access: bool = _POLICY_DEFAULTS["allow_admin_access"]
     max_devices_per_claim: int = _POLICY_DEFAULTS["max_devices_per_claim"]
     allow_nested_claims: bool = _POLICY_DEFAULTS["allow_nested_claims"]
+    allowed_templates: tuple[str, ...] = _POLICY_DEFAULTS["allowed_templates"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Settings:
     token_expiration_seconds: int = _SETTING_DEFAULTS["token_expiration_seconds"]
     env_prefix: str | None = _SETTING_DEFAULTS["env_prefix"]
     mount_path: str | None = _SETTING_DEFAULTS["mount_path"]
+    template: str | None = _SETTING_DEFAULTS["template"]
 
 
 def _check_declared(view: Any, declared: tuple[schema.Field, ...]) -> None:
@@ -282,6 +284,14 @@ def _check_within_policy(settings: Settings, policy: Policy, admin_access: bool)
             f"{settings.generate_name!r} must start with one of "
             f"{', '.join(policy.allowed_name_prefixes)}",
         )
+    if settings.template is not None and settings.template not in policy.allowed_templates:
+        allowed = ", ".join(policy.allowed_templates)
+        raise fail(
+            "template",
+            f"{settings.template!r} is not allowed; "
+            + (f"choose one of {allowed}" if allowed else "the policy allows no template")
+            + " (policy.allowedTemplates)",
+        )
     for name, cap in policy.max_quota.items():
         requested = settings.quota.get(name)
         if requested is None:
@@ -374,6 +384,9 @@ def narrow(base: Policy, requested: Mapping[str, Any]) -> Policy:
                 updates[attr] = min(current, value)
             case "allow_admin_access" | "allow_nested_claims":
                 updates[attr] = current and value
+            case "allowed_templates":
+                # Nothing left is fine: a class may allow no template at all.
+                updates[attr] = tuple(v for v in value if v in current)
             case _:
                 raise AssertionError(f"no narrowing rule for policy field {attr}")
     return replace(base, **updates)

@@ -35,6 +35,7 @@ DNS_LABEL_PREFIX: Final = "[a-z0-9]([-a-z0-9]*)?"
 CLUSTER_ROLE_NAME: Final = "[a-z0-9]([-a-z0-9.:]*[a-z0-9])?"
 RESOURCE_NAME: Final = "[a-z0-9]([-a-z0-9./]*[a-z0-9])?"
 ENV_NAME: Final = "[A-Za-z_][A-Za-z0-9_]*"
+NAMESPACE_NAME: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 # Mounting over these would break the container or shadow its own credentials.
 RESERVED_MOUNT_ROOTS: Final = ("/proc", "/sys", "/dev", "/run/secrets", "/var/run/secrets")
 # generateName leaves room for the 5 random characters in a 63-character name.
@@ -150,6 +151,7 @@ class Field:
 
 
 ROLE = Text(CLUSTER_ROLE_NAME, 253, "the name of a ClusterRole")
+TEMPLATE = Text(NAMESPACE_NAME, 63, "the name of a namespace")
 
 # Settable from a DeviceClass (defaults for its claims) and from a claim, within the policy.
 SETTINGS: Final = (
@@ -226,7 +228,8 @@ SETTINGS: Final = (
         Text(ENV_NAME, 128, "a valid environment variable name"),
         None,
         "Prefix of the env vars the containers get: `<prefix>_NAMESPACE`, `_CLUSTER`, "
-        "`_KUBECONFIG`.",
+        "`_KUBECONFIG`. A pod that asks for the DeviceClass's extended resource instead of "
+        "naming a claim gets `SPACE` when no config sets this.",
         "WORKSPACE",
         default_doc="the claim's name, upper-cased, other characters -> `_`",
     ),
@@ -234,9 +237,24 @@ SETTINGS: Final = (
         "mountPath",
         MountPath(),
         None,
-        "Directory in the containers holding `kubeconfig`, `token`, `ca.crt` and `namespace`.",
+        "Directory in the containers holding `kubeconfig`, `token`, `ca.crt` and `namespace`. "
+        "A pod that asks for the DeviceClass's extended resource gets `/etc/space` when no "
+        "config sets this.",
         "/etc/workspace",
         default_doc="`/etc/<the claim's name>`",
+    ),
+    Field(
+        "template",
+        TEMPLATE,
+        None,
+        "Namespace whose ConfigMaps and Secrets are copied into the new namespace before it "
+        "is ready, labelled as the driver's. The namespace must be labelled "
+        '`<driverName>/template: "true"` (`space.resource.example.com/template`). '
+        "A snapshot: later changes to the template do not reach namespaces already made.",
+        "team-defaults",
+        brief="copy ConfigMaps and Secrets from this namespace",
+        default_doc="none",
+        cap="one of `policy.allowedTemplates`",
     ),
 )
 
@@ -316,6 +334,15 @@ POLICY: Final = (
         "namespace (outside the parent's quota). Refused at admission and by the controller "
         "unless true.",
         True,
+    ),
+    Field(
+        "allowedTemplates",
+        ListOf(TEMPLATE),
+        [],
+        "Template namespaces a claim may name in `template`. The chart lets the controller "
+        "read ConfigMaps and Secrets in each namespace its `policy.allowedTemplates` lists, "
+        "and in no other; a DeviceClass can only narrow the list.",
+        ["team-defaults"],
     ),
 )
 
