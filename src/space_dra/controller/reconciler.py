@@ -2,8 +2,9 @@
 
 Claims and managed namespaces are watched into caches; every claim event queues
 the claim's key, and one worker at a time reconciles a key: the claim's devices
-are provisioned (see :mod:`provision`), then the namespaces the claim no longer
-holds are collected (see :mod:`gc`). A claim that is gone, deallocated or being
+are provisioned (see :mod:`provision`), what became of their namespaces since is
+recorded (see :mod:`lifecycle`), then the namespaces the claim no longer holds are
+collected (see :mod:`gc`). A claim that is gone, deallocated or being
 deleted only has its namespaces collected.
 
 A periodic full resync re-queues every claim and sweeps every managed namespace,
@@ -31,6 +32,7 @@ from space_dra.contract import (
 from space_dra.controller.consumers import ConsumerNodes
 from space_dra.controller.gc import Collector
 from space_dra.controller.informer import Informer, Key, key_of
+from space_dra.controller.lifecycle import Lifecycle
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.ownership import Signer
 from space_dra.controller.provision import (
@@ -117,6 +119,7 @@ class Reconciler:
         self.namespaces = ManagedNamespaces(kube, self.labels, signer, self._on_namespace)
         self.provisioner = Provisioner(kube, options.provisioning, signer, self.namespaces)
         self.collector = Collector(kube, self.namespaces, options.protected_namespaces)
+        self.lifecycle = Lifecycle(kube, self.namespaces)
         self.identities = ClaimIdentities()
         self.consumers = ConsumerNodes(kube, self.labels, self._on_pod_bound)
         self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, workers=options.workers)
@@ -187,6 +190,10 @@ class Reconciler:
             if self._retried_failure(view):
                 # Come back when the rejection is no longer remembered (see provision).
                 self.queue.add_after(key, self.options.provisioning.rejection_memory_seconds)
+            stored = await self.lifecycle.settle(view)
+            if stored is not None:
+                self.claims.remember(stored)
+                view = ClaimView(stored, self.options.driver)
             await self.consumers.record(view, self._recorded_namespaces(view))
         except ClaimGone:
             await self.collector.collect(view.uid, None)
