@@ -28,10 +28,7 @@ from space_dra.schema_parse import (
     SOURCE_CLAIM,
     SOURCE_CLASS,
     ConfigError,
-    parse_value,
-    safe_key,
-    typename,
-    unknown_field,
+    parse_document,
     validate_mount_path,
 )
 
@@ -111,59 +108,6 @@ _check_declared(Settings, schema.SETTINGS)
 class Resolved:
     settings: Settings
     policy: Policy
-
-
-_SETTINGS_FIELDS: Final = {item.name: item for item in schema.SETTINGS}
-_POLICY_FIELDS: Final = {item.name: item for item in schema.POLICY}
-
-
-@dataclass(frozen=True)
-class _Document:
-    settings: dict[str, Any]
-    policy: dict[str, Any]
-
-
-def parse_document(parameters: Any, source: str) -> _Document:
-    """Parse one opaque config; unknown fields and wrong types are errors."""
-    try:
-        if not isinstance(parameters, dict):
-            raise ConfigError("", f"parameters must be an object, got {typename(parameters)}")
-        api_version = parameters.get("apiVersion")
-        kind = parameters.get("kind")
-        if api_version != CONFIG_API_VERSION or kind != CONFIG_KIND:
-            raise ConfigError(
-                "",
-                f"apiVersion/kind must be {CONFIG_API_VERSION}/{CONFIG_KIND}, "
-                f"got {api_version!r}/{kind!r}",
-            )
-        settings: dict[str, Any] = {}
-        policy: dict[str, Any] = {}
-        for key, value in parameters.items():
-            if key in ("apiVersion", "kind"):
-                continue
-            if key in _SETTINGS_FIELDS:
-                item = _SETTINGS_FIELDS[key]
-                settings[item.attr] = parse_value(key, item.kind, value)
-            elif key == schema.POLICY_FIELD:
-                if source != SOURCE_CLASS:
-                    raise ConfigError(
-                        "policy", "only a DeviceClass may set policy; remove it from the claim"
-                    )
-                if not isinstance(value, dict):
-                    raise ConfigError("policy", f"must be an object, got {typename(value)}")
-                for pkey, pvalue in value.items():
-                    if pkey not in _POLICY_FIELDS:
-                        raise ConfigError(
-                            f"policy.{safe_key(pkey)}", unknown_field(pkey, _POLICY_FIELDS)
-                        )
-                    item = _POLICY_FIELDS[pkey]
-                    policy[item.attr] = parse_value(f"policy.{pkey}", item.kind, pvalue)
-            else:
-                known = {**_SETTINGS_FIELDS, schema.POLICY_FIELD: None}
-                raise ConfigError(safe_key(key), unknown_field(key, known))
-        return _Document(settings, policy)
-    except ConfigError as exc:
-        raise ConfigError(exc.path, exc.message, source) from None
 
 
 def resolve(
