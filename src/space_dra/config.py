@@ -23,7 +23,13 @@ import yaml
 from space_dra import schema
 from space_dra.contract import CONFIG_API_VERSION, CONFIG_KIND
 from space_dra.quantity import parse_quantity
-from space_dra.schema import MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS, POD_SECURITY_LEVELS
+from space_dra.schema import (
+    MAX_LIFETIME_SECONDS,
+    MAX_TOKEN_SECONDS,
+    MIN_LIFETIME_SECONDS,
+    MIN_TOKEN_SECONDS,
+    POD_SECURITY_LEVELS,
+)
 from space_dra.schema_parse import (
     SOURCE_CLAIM,
     SOURCE_CLASS,
@@ -71,6 +77,8 @@ class Policy:
     max_quota: Mapping[str, str] = _POLICY_DEFAULTS["max_quota"]
     min_token_expiration_seconds: int = _POLICY_DEFAULTS["min_token_expiration_seconds"]
     max_token_expiration_seconds: int = _POLICY_DEFAULTS["max_token_expiration_seconds"]
+    max_lifetime_seconds: int | None = _POLICY_DEFAULTS["max_lifetime_seconds"]
+    default_lifetime_seconds: int | None = _POLICY_DEFAULTS["default_lifetime_seconds"]
     allowed_name_prefixes: tuple[str, ...] = _POLICY_DEFAULTS["allowed_name_prefixes"]
     allowed_network_policies: tuple[str, ...] = _POLICY_DEFAULTS["allowed_network_policies"]
     allow_admin_access: bool = _POLICY_DEFAULTS["allow_admin_access"]
@@ -89,6 +97,7 @@ class Settings:
     limit_range: Mapping[str, Mapping[str, str]] = _SETTING_DEFAULTS["limit_range"]
     network_policy: str = _SETTING_DEFAULTS["network_policy"]
     token_expiration_seconds: int = _SETTING_DEFAULTS["token_expiration_seconds"]
+    lifetime_seconds: int | None = _SETTING_DEFAULTS["lifetime_seconds"]
     env_prefix: str | None = _SETTING_DEFAULTS["env_prefix"]
     mount_path: str | None = _SETTING_DEFAULTS["mount_path"]
 
@@ -151,10 +160,15 @@ def _check_policy_consistent(policy: Policy) -> None:
         )
     for item in schema.POLICY:
         value = getattr(policy, item.attr)
-        if isinstance(item.kind, schema.Integer) and not (
-            item.kind.minimum <= value <= item.kind.maximum
+        if (
+            isinstance(item.kind, schema.Integer)
+            and value is not None
+            and not (item.kind.minimum <= value <= item.kind.maximum)
         ):
             raise fail(item.name, f"must be {schema.rule(item.kind)}, got {value}")
+    default, cap = policy.default_lifetime_seconds, policy.max_lifetime_seconds
+    if default is not None and cap is not None and default > cap:
+        raise fail("defaultLifetimeSeconds", f"{default} is above maxLifetimeSeconds {cap}")
 
 
 def _apply_policy_defaults(settings: Settings, policy: Policy, claim_set: set[str]) -> Settings:
@@ -167,6 +181,10 @@ def _apply_policy_defaults(settings: Settings, policy: Policy, claim_set: set[st
             max(settings.token_expiration_seconds, policy.min_token_expiration_seconds),
             policy.max_token_expiration_seconds,
         )
+    if "lifetime_seconds" not in claim_set:
+        lifetime = settings.lifetime_seconds or policy.default_lifetime_seconds
+        cap = policy.max_lifetime_seconds
+        updates["lifetime_seconds"] = min(lifetime or cap, cap) if cap else lifetime
     if (
         "generate_name" not in claim_set
         and policy.allowed_name_prefixes
@@ -217,6 +235,16 @@ def _check_within_policy(settings: Settings, policy: Policy, admin_access: bool)
         raise fail(
             "tokenExpirationSeconds",
             f"{settings.token_expiration_seconds} is outside the allowed range {lo}..{hi}",
+        )
+    lifetime, longest = settings.lifetime_seconds, policy.max_lifetime_seconds
+    if lifetime is not None and not MIN_LIFETIME_SECONDS <= lifetime <= (
+        longest or MAX_LIFETIME_SECONDS
+    ):
+        raise fail(
+            "lifetimeSeconds",
+            f"{lifetime} is outside the allowed range {MIN_LIFETIME_SECONDS}.."
+            f"{longest or MAX_LIFETIME_SECONDS}"
+            + (" (policy.maxLifetimeSeconds)" if longest else ""),
         )
     if policy.allowed_name_prefixes and not any(
         settings.generate_name.startswith(prefix) for prefix in policy.allowed_name_prefixes
@@ -316,8 +344,15 @@ def narrow(base: Policy, requested: Mapping[str, Any]) -> Policy:
                 updates[attr] = max(current, value)
             case "max_token_expiration_seconds" | "max_devices_per_claim":
                 updates[attr] = min(current, value)
+            case "max_lifetime_seconds" | "default_lifetime_seconds":
+                # Unset is no limit: any value is stricter.
+                updates[attr] = value if current is None else min(current, value)
             case "allow_admin_access" | "allow_nested_claims":
                 updates[attr] = current and value
             case _:
                 raise AssertionError(f"no narrowing rule for policy field {attr}")
-    return replace(base, **updates)
+    narrowed = replace(base, **updates)
+    cap = narrowed.max_lifetime_seconds
+    if cap is not None and (narrowed.default_lifetime_seconds or 0) > cap:
+        return replace(narrowed, default_lifetime_seconds=cap)  # a class lowered the cap
+    return narrowed

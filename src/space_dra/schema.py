@@ -29,6 +29,9 @@ LIMIT_RANGE_KINDS: Final = ("default", "defaultRequest", "max", "min")
 # The API server refuses TokenRequests below 10 minutes.
 MIN_TOKEN_SECONDS: Final = 600
 MAX_TOKEN_SECONDS: Final = 7 * 24 * 3600
+# A namespace's lifetime: long enough for a pod to start, at most a year.
+MIN_LIFETIME_SECONDS: Final = 10
+MAX_LIFETIME_SECONDS: Final = 366 * 24 * 3600
 
 # Patterns are whole-string matches in the RE2 subset (CEL, Go and Python agree on them).
 DNS_LABEL_PREFIX: Final = "[a-z0-9]([-a-z0-9]*)?"
@@ -150,6 +153,7 @@ class Field:
 
 
 ROLE = Text(CLUSTER_ROLE_NAME, 253, "the name of a ClusterRole")
+LIFETIME = Integer(MIN_LIFETIME_SECONDS, MAX_LIFETIME_SECONDS)
 
 # Settable from a DeviceClass (defaults for its claims) and from a claim, within the policy.
 SETTINGS: Final = (
@@ -222,6 +226,18 @@ SETTINGS: Final = (
         "a class default outside is clamped",
     ),
     Field(
+        "lifetimeSeconds",
+        LIFETIME,
+        None,
+        "Seconds the namespace lives, from when it is made. Then its pods are stopped (evicted "
+        "through a device taint where the cluster supports them), its credentials revoked, "
+        "and it is deleted once no pod uses it, even while the claim is still referenced.",
+        3600,
+        brief="expiry",
+        default_doc="`policy.defaultLifetimeSeconds`; unset: no expiry",
+        cap="at most `policy.maxLifetimeSeconds`; a class default above it is lowered to it",
+    ),
+    Field(
         "envPrefix",
         Text(ENV_NAME, 128, "a valid environment variable name"),
         None,
@@ -277,6 +293,22 @@ POLICY: Final = (
         24 * 3600,
         "Longest `tokenExpirationSeconds` a claim may ask for.",
         43200,
+    ),
+    Field(
+        "maxLifetimeSeconds",
+        LIFETIME,
+        None,
+        "Longest `lifetimeSeconds` a claim may ask for; when set, every namespace expires.",
+        86400,
+        default_doc="no cap",
+    ),
+    Field(
+        "defaultLifetimeSeconds",
+        LIFETIME,
+        None,
+        "`lifetimeSeconds` of a claim that asks for none (and whose class sets none).",
+        3600,
+        default_doc="`maxLifetimeSeconds` (unset: namespaces do not expire)",
     ),
     Field(
         "allowedNamePrefixes",

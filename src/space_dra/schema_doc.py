@@ -24,6 +24,15 @@ def _shown(item: schema.Field) -> Any:
     return item.example if item.default in (None, {}, []) else item.default
 
 
+def _shown_policy(item: schema.Field) -> Any:
+    """A policy field's default, or its example where it has none (unset)."""
+    return item.example if item.default is None else item.default
+
+
+def _unset(item: schema.Field) -> str:
+    return "default: " + item.default_doc.replace("`", "") if item.default is None else ""
+
+
 def _comment(item: schema.Field) -> str:
     parts = []
     if isinstance(item.kind, schema.Choice):
@@ -40,7 +49,9 @@ def example_yaml() -> str:
     rows = [(f"apiVersion: {CONFIG_API_VERSION}", ""), (f"kind: {CONFIG_KIND}", "")]
     rows += [(f"{item.name}: {flow(_shown(item))}", _comment(item)) for item in schema.SETTINGS]
     rows.append(("policy:", "DeviceClass only"))
-    rows += [(f"  {item.name}: {flow(item.default)}", "") for item in schema.POLICY]
+    rows += [
+        (f"  {item.name}: {flow(_shown_policy(item))}", _unset(item)) for item in schema.POLICY
+    ]
     lines = [
         f"{text:<{_COMMENT_COLUMN - 2}}  # {comment}" if comment else text for text, comment in rows
     ]

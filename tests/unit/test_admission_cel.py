@@ -117,7 +117,7 @@ def test_valid_configs_are_admitted(admission: Judge) -> None:
     )
     defaults = doc(
         **{item.name: item.default for item in schema.SETTINGS if item.default is not None},
-        policy={item.name: item.default for item in schema.POLICY},
+        policy={item.name: item.default for item in schema.POLICY if item.default is not None},
     )
     objects = [
         claim(doc()),
