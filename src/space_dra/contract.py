@@ -35,6 +35,11 @@ CONDITION_FAILED = "NamespaceFailed"
 # health stream the kubelet copies into pods' allocatedResourcesStatus.
 CONDITION_HEALTHY = "NamespaceHealthy"
 
+# The field of a device's status data holding when its namespace expires (RFC 3339), for
+# namespaces with a lifetime (NamespaceConfig.lifetimeSeconds); the namespace carries the
+# same time in its ManagementLabels.expires_at annotation.
+EXPIRES_AT_FIELD = "expiresAt"
+
 # Set by the resourceclaim controller on claims generated from a pod's
 # ResourceClaimTemplate; the generated claim's own name is random.
 POD_CLAIM_NAME_ANNOTATION = "resource.kubernetes.io/pod-claim-name"
@@ -63,6 +68,20 @@ class RecordError(ValueError):
     """The controller's record for a device is missing or malformed."""
 
 
+def rfc3339(moment: datetime) -> str:
+    """``2026-11-30T12:00:00Z``: whole seconds in UTC, as Kubernetes writes times."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: object) -> datetime | None:
+    """The time in ``text`` (with its offset, UTC when it has none); None if it is not one."""
+    try:
+        parsed = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=parsed.tzinfo or UTC) if parsed else None
+
+
 @dataclass(frozen=True)
 class NamespaceRecord:
     """What the controller provisioned for one allocated device."""
@@ -70,13 +89,18 @@ class NamespaceRecord:
     namespace: str
     service_account: str
     server: str
+    # When the namespace expires; None: it does not.
+    expires_at: datetime | None = None
 
     def to_data(self) -> dict[str, str]:
-        return {
+        data = {
             "namespace": self.namespace,
             "serviceAccount": self.service_account,
             "server": self.server,
         }
+        if self.expires_at is not None:
+            data[EXPIRES_AT_FIELD] = rfc3339(self.expires_at)
+        return data
 
     @classmethod
     def from_data(cls, data: Any) -> NamespaceRecord:
@@ -92,7 +116,9 @@ class NamespaceRecord:
             raise RecordError(
                 f"status data field 'server' is not an https URL: {fields['server']!r}"
             )
-        return cls(fields["namespace"], fields["serviceAccount"], fields["server"])
+        # Informational for the plugin; the controller also reads the namespace's annotation.
+        expires_at = parse_rfc3339(data.get(EXPIRES_AT_FIELD))
+        return cls(fields["namespace"], fields["serviceAccount"], fields["server"], expires_at)
 
 
 @dataclass(frozen=True)
@@ -157,6 +183,16 @@ class ManagementLabels:
         return f"{self.driver}/max-token-seconds"
 
     @property
+    def expires_at(self) -> str:
+        """Namespace annotation: when it expires (RFC 3339), for one with a lifetime."""
+        return f"{self.driver}/expires-at"
+
+    @property
+    def expired_taint(self) -> str:
+        """Key of the NoExecute taint on the slot device of an expired namespace."""
+        return f"{self.driver}/expired"
+
+    @property
     def network_policy(self) -> str:
         """Namespace label: the NetworkPolicy mode it was given (none, deny-ingress, ...)."""
         return f"{self.driver}/network-policy"
@@ -196,6 +232,8 @@ class NamespaceView:
     created: datetime
     # The nodes allowed to mint tokens in it (see controller.consumers).
     nodes: frozenset[str] = frozenset()
+    # When it expires; None: it does not (or the annotation is not a time).
+    expires_at: datetime | None = None
 
     @classmethod
     def of(cls, namespace: Namespace, labels: ManagementLabels) -> NamespaceView:
@@ -211,6 +249,7 @@ class NamespaceView:
             deleting=bool(meta and meta.deletionTimestamp),
             created=(meta.creationTimestamp if meta else None) or _EPOCH,
             nodes=frozenset(filter(None, annotations.get(labels.nodes, "").split(","))),
+            expires_at=parse_rfc3339(annotations.get(labels.expires_at)),
         )
 
     @property
@@ -290,6 +329,11 @@ class ClaimView:
     @property
     def deleting(self) -> bool:
         return bool(self.claim.metadata and self.claim.metadata.deletionTimestamp)
+
+    @property
+    def reserved(self) -> bool:
+        """Whether anything (a pod, as a rule) is reserved to use the claim."""
+        return bool(self.claim.status and self.claim.status.reservedFor)
 
     def our_devices(self) -> list[DeviceRef]:
         """Allocation results of our driver, in allocation order."""

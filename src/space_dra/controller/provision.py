@@ -20,8 +20,9 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Container
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.resource_v1 import ResourceClaim
@@ -40,9 +41,11 @@ from space_dra.contract import (
 )
 from space_dra.controller.manifests import (
     DnsServers,
+    expiry,
     namespace_contents,
     namespace_object,
     random_name,
+    utc_now,
 )
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.ownership import Signer
@@ -113,8 +116,10 @@ class Provisioner:
         options: ProvisionerOptions,
         signer: Signer,
         namespaces: ManagedNamespaces,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.kube = kube
+        self.clock = clock
         self.options = options
         self.signer = signer
         self.namespaces = namespaces
@@ -231,7 +236,7 @@ class Provisioner:
         adopted = self._adopt(device, existing)
         try:
             if adopted is not None:
-                name = adopted.name
+                name, expires_at = adopted.name, adopted.expires_at
             else:
                 created = await self.create_namespace(
                     view.uid,
@@ -239,9 +244,10 @@ class Provisioner:
                     device,
                     resolved.settings,
                     resolved.policy.max_token_expiration_seconds,
+                    expiry(self.clock(), resolved.settings),
                 )
                 self.namespaces.created(created)
-                name = created.name
+                name, expires_at = created.name, created.expires_at
                 faults.point("controller-after-namespace-create")
             await self.fill(name, resolved.settings)
         except Invalid as exc:
@@ -275,7 +281,9 @@ class Provisioner:
         )
         return DeviceOutcome(
             device,
-            record=NamespaceRecord(name, WORKLOAD_SERVICE_ACCOUNT, self.options.pod_api_server),
+            record=NamespaceRecord(
+                name, WORKLOAD_SERVICE_ACCOUNT, self.options.pod_api_server, expires_at
+            ),
         )
 
     async def _refuse(
@@ -335,6 +343,7 @@ class Provisioner:
         device: DeviceRef,
         settings: Settings,
         max_token_seconds: int | None = None,
+        expires_at: datetime | None = None,
     ) -> NamespaceView:
         """Create a fresh namespace; retry with another suffix if the name is taken."""
         last_error: Conflict | None = None
@@ -350,6 +359,7 @@ class Provisioner:
                     device,
                     settings,
                     max_token_seconds,
+                    expires_at,
                 )
                 created: Namespace = await self.kube.create(namespace)
                 return NamespaceView.of(created, self.labels)

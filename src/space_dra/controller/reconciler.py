@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from lightkube.resources.resource_v1 import ResourceClaim
@@ -33,6 +34,7 @@ from space_dra.controller.consumers import ConsumerNodes
 from space_dra.controller.gc import Collector
 from space_dra.controller.informer import Informer, Key, key_of
 from space_dra.controller.lifecycle import Lifecycle
+from space_dra.controller.manifests import utc_now
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.ownership import Signer
 from space_dra.controller.provision import (
@@ -41,6 +43,7 @@ from space_dra.controller.provision import (
     Provisioner,
     ProvisionerOptions,
 )
+from space_dra.controller.slices import SlotTaints
 from space_dra.controller.workqueue import WorkQueue
 from space_dra.kube import ControllerAPI, KubeError
 from space_dra.logs import log_event
@@ -55,6 +58,8 @@ class ReconcilerOptions:
     protected_namespaces: frozenset[str]
     resync_seconds: float = 300.0
     workers: int = 8
+    # When namespaces expire is judged by this clock (tests move it).
+    clock: Callable[[], datetime] = utc_now
 
     @property
     def driver(self) -> str:
@@ -105,7 +110,14 @@ class ClaimIdentities:
 
 
 class Reconciler:
-    def __init__(self, kube: ControllerAPI, signer: Signer, options: ReconcilerOptions) -> None:
+    def __init__(
+        self,
+        kube: ControllerAPI,
+        signer: Signer,
+        options: ReconcilerOptions,
+        taints: SlotTaints | None = None,
+    ) -> None:
+        """``taints`` are shared with the slice publisher, which puts them on the slots."""
         self.kube = kube
         self.options = options
         self.labels = ManagementLabels(options.driver)
@@ -117,11 +129,17 @@ class Reconciler:
             slim=functools.partial(slim_claim, driver=options.driver),
         )
         self.namespaces = ManagedNamespaces(kube, self.labels, signer, self._on_namespace)
-        self.provisioner = Provisioner(kube, options.provisioning, signer, self.namespaces)
-        self.collector = Collector(kube, self.namespaces, options.protected_namespaces)
-        self.lifecycle = Lifecycle(kube, self.namespaces)
+        self.provisioner = Provisioner(
+            kube, options.provisioning, signer, self.namespaces, options.clock
+        )
+        self.collector = Collector(
+            kube, self.namespaces, options.protected_namespaces, options.clock
+        )
+        self.lifecycle = Lifecycle(
+            kube, self.namespaces, taints or SlotTaints(), self._requeue_claim, options.clock
+        )
         self.identities = ClaimIdentities()
-        self.consumers = ConsumerNodes(kube, self.labels, self._on_pod_bound)
+        self.consumers = ConsumerNodes(kube, self.labels, self._requeue_claim)
         self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, workers=options.workers)
 
     # -- events ----------------------------------------------------------------------
@@ -146,7 +164,7 @@ class Reconciler:
             self.queue.add(key)
         NAMESPACES_MANAGED.set(len(self.namespaces))
 
-    def _on_pod_bound(self, claim_uid: str) -> None:
+    def _requeue_claim(self, claim_uid: str) -> None:
         key = self.identities.key(claim_uid)
         if key is not None:
             self.queue.add(key)
@@ -156,11 +174,13 @@ class Reconciler:
         if uid is not None:
             self.provisioner.claim_deallocated(uid)
             self.consumers.forget(uid)
+            self.lifecycle.forget(uid)
 
     # -- reconcile -------------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> None:
         for old_uid in self.identities.take_replaced(key):
+            self.lifecycle.forget(old_uid)
             try:
                 await self.collector.collect(old_uid, None)
             except KubeError as exc:
@@ -181,6 +201,8 @@ class Reconciler:
             await self.collector.collect(view.uid, view)
             if not view.allocated:
                 self._forget(key)
+            elif not view.our_devices():
+                self.lifecycle.forget(view.uid)
             return
         try:
             stored = await self.provisioner.provision(view)
