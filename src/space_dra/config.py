@@ -81,7 +81,6 @@ class Policy:
     default_lifetime_seconds: int | None = _POLICY_DEFAULTS["default_lifetime_seconds"]
     allowed_name_prefixes: tuple[str, ...] = _POLICY_DEFAULTS["allowed_name_prefixes"]
     allowed_network_policies: tuple[str, ...] = _POLICY_DEFAULTS["allowed_network_policies"]
-    allow_admin_access: bool = _POLICY_DEFAULTS["allow_admin_access"]
     max_devices_per_claim: int = _POLICY_DEFAULTS["max_devices_per_claim"]
     allow_nested_claims: bool = _POLICY_DEFAULTS["allow_nested_claims"]
 
@@ -208,11 +207,13 @@ def _check_within_policy(settings: Settings, policy: Policy, admin_access: bool)
     def fail(path: str, message: str) -> ConfigError:
         return ConfigError(path, message, SOURCE_CLAIM)
 
-    if admin_access and not policy.allow_admin_access:
+    if admin_access:
+        # Why a namespace device has no admin access: docs/security.md, "Admin access".
         raise fail(
             "",
-            "the request uses adminAccess, which this DeviceClass's policy does not allow "
-            "(policy.allowAdminAccess); remove adminAccess from the claim",
+            "the request uses adminAccess, which this driver does not support: a namespace "
+            "slot has no read-only view to share, and a namespace of its own would escape the "
+            "pool's limit (docs/security.md, 'Admin access'); remove adminAccess from the claim",
         )
     if settings.role not in policy.allowed_roles:
         raise fail(
@@ -347,7 +348,7 @@ def narrow(base: Policy, requested: Mapping[str, Any]) -> Policy:
             case "max_lifetime_seconds" | "default_lifetime_seconds":
                 # Unset is no limit: any value is stricter.
                 updates[attr] = value if current is None else min(current, value)
-            case "allow_admin_access" | "allow_nested_claims":
+            case "allow_nested_claims":
                 updates[attr] = current and value
             case _:
                 raise AssertionError(f"no narrowing rule for policy field {attr}")

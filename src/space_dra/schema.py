@@ -325,13 +325,6 @@ POLICY: Final = (
         ["deny-ingress", "deny-all"],
     ),
     Field(
-        "allowAdminAccess",
-        Boolean(),
-        False,
-        "Whether claims of this class may set `adminAccess` on their requests.",
-        True,
-    ),
-    Field(
         "maxDevicesPerClaim",
         Integer(1, MAX_DEVICES_PER_CLAIM),
         4,
@@ -352,6 +345,11 @@ POLICY: Final = (
 )
 
 POLICY_FIELD: Final = "policy"
+# Policy fields that were once declared: naming one is refused with the reason it went.
+REMOVED_POLICY_FIELDS: Final = {
+    "allowAdminAccess": "removed: this driver refuses adminAccess whatever the policy says "
+    "(docs/security.md, 'Admin access'); delete the field",
+}
 
 
 def field_named(fields: tuple[Field, ...], name: str) -> Field:

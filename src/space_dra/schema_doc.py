@@ -100,6 +100,10 @@ A NamespaceConfig is judged twice:
    fit gets the condition `NamespaceFailed` naming the field and what to change, and
    nothing is created.
 
+A request with `adminAccess: true` is refused whatever the policy says: a namespace slot has
+no read-only view to share, and a namespace of its own would not count against the pool
+([security.md, "Admin access"](security.md#admin-access)).
+
 ```yaml
 {{example}}```
 """

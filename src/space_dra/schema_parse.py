@@ -109,6 +109,8 @@ def parse_document(parameters: Any, source: str) -> Document:
                 if not isinstance(value, dict):
                     raise ConfigError("policy", f"must be an object, got {typename(value)}")
                 for pkey, pvalue in value.items():
+                    if pkey in schema.REMOVED_POLICY_FIELDS:
+                        raise ConfigError(f"policy.{pkey}", schema.REMOVED_POLICY_FIELDS[pkey])
                     if pkey not in _POLICY_FIELDS:
                         raise ConfigError(
                             f"policy.{safe_key(pkey)}", unknown_field(pkey, _POLICY_FIELDS)

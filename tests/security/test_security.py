@@ -312,7 +312,7 @@ def test_claim_config_cannot_exceed_policy(
         local_cluster.kubectl("delete", "deviceclass", device_class, "--ignore-not-found")
 
 
-def test_admin_access_is_rejected_unless_policy_allows_it(
+def test_admin_access_is_rejected(
     local_cluster: ClusterHandle, host_driver: HostDriver, workspace: str
 ) -> None:
     # The API only allows adminAccess in namespaces labelled for it.
@@ -324,7 +324,8 @@ def test_admin_access_is_rejected_unless_policy_allows_it(
     local_cluster.apply(yaml.safe_dump(claim))
     local_cluster.apply(pod_manifest(workspace, "p", local_cluster.testbox_image, claim="admin"))
     message = wait_claim_failed(local_cluster, workspace, "admin")
-    assert "adminAccess" in message and "policy" in message
+    # docs/security.md, "Admin access": refused whatever the policy says.
+    assert "adminAccess" in message and "does not support" in message
     uid = claim_json(local_cluster, workspace, "admin")["metadata"]["uid"]
     assert not local_cluster.kubectl(
         "get", "namespaces", "-l", f"space.resource.example.com/claim-uid={uid}", "-o", "name"

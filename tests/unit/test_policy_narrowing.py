@@ -65,7 +65,6 @@ def test_a_class_cannot_widen_any_field() -> None:
         maxTokenExpirationSeconds=86400,
         allowedNamePrefixes=["team-a-", "other-"],
         allowedNetworkPolicies=["none", "deny-all"],
-        allowAdminAccess=True,
         maxDevicesPerClaim=32,
         allowNestedClaims=True,
     )
@@ -76,7 +75,6 @@ def test_a_class_cannot_widen_any_field() -> None:
     assert policy.max_token_expiration_seconds == 3600
     assert policy.allowed_name_prefixes == ("team-a-",)
     assert policy.allowed_network_policies == ("deny-all",)
-    assert not policy.allow_admin_access
     assert policy.max_devices_per_claim == 2
     assert not policy.allow_nested_claims
     for request in (
@@ -122,7 +120,8 @@ def test_a_class_that_leaves_nothing_allowed_is_refused_naming_the_field(
 
 def test_the_installation_policy_is_parsed_strictly() -> None:
     assert load_policy(None) == Policy()
-    assert load_policy({"allowAdminAccess": True}).allow_admin_access
+    with pytest.raises(ConfigError, match=r"policy\.allowAdminAccess: removed"):
+        load_policy({"allowAdminAccess": False})
     with pytest.raises(ConfigError, match=r"policy\.surprise"):
         load_policy({"surprise": 1})
     with pytest.raises(ConfigError, match="maxDevicesPerClaim"):
@@ -144,7 +143,6 @@ POLICIES = st.fixed_dictionaries(
         "maxDevicesPerClaim": st.integers(1, 32),
         "maxLifetimeSeconds": st.sampled_from([60, 3600]),
         "defaultLifetimeSeconds": st.sampled_from([30, 600, 7200]),
-        "allowAdminAccess": st.booleans(),
         "allowNestedClaims": st.booleans(),
     },
 )
@@ -176,6 +174,5 @@ def test_narrowing_never_allows_more_than_the_installation(
         assert policy.max_lifetime_seconds <= base.max_lifetime_seconds
     if policy.max_lifetime_seconds is not None and policy.default_lifetime_seconds is not None:
         assert policy.default_lifetime_seconds <= policy.max_lifetime_seconds
-    assert policy.allow_admin_access <= base.allow_admin_access
     assert policy.allow_nested_claims <= base.allow_nested_claims
     assert narrow(policy, {}) == policy

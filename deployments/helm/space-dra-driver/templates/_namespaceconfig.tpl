@@ -62,8 +62,8 @@
   message: "NamespaceConfig.mountPath must be a normalized absolute path at least 2 levels deep, outside /proc, /sys, /dev, /run/secrets, /var/run/secrets"
   reason: Invalid
 - expression: >-
-    variables.ours.all(p, !has(p.policy) || (type(p.policy) == map && p.policy.all(k, k in ['allowedRoles', 'minPodSecurity', 'maxQuota', 'minTokenExpirationSeconds', 'maxTokenExpirationSeconds', 'maxLifetimeSeconds', 'defaultLifetimeSeconds', 'allowedNamePrefixes', 'allowedNetworkPolicies', 'allowAdminAccess', 'maxDevicesPerClaim', 'allowNestedClaims'])))
-  message: "NamespaceConfig.policy must be an object with the fields allowedRoles, minPodSecurity, maxQuota, minTokenExpirationSeconds, maxTokenExpirationSeconds, maxLifetimeSeconds, defaultLifetimeSeconds, allowedNamePrefixes, allowedNetworkPolicies, allowAdminAccess, maxDevicesPerClaim, allowNestedClaims"
+    variables.ours.all(p, !has(p.policy) || (type(p.policy) == map && p.policy.all(k, k in ['allowedRoles', 'minPodSecurity', 'maxQuota', 'minTokenExpirationSeconds', 'maxTokenExpirationSeconds', 'maxLifetimeSeconds', 'defaultLifetimeSeconds', 'allowedNamePrefixes', 'allowedNetworkPolicies', 'maxDevicesPerClaim', 'allowNestedClaims'])))
+  message: "NamespaceConfig.policy must be an object with the fields allowedRoles, minPodSecurity, maxQuota, minTokenExpirationSeconds, maxTokenExpirationSeconds, maxLifetimeSeconds, defaultLifetimeSeconds, allowedNamePrefixes, allowedNetworkPolicies, maxDevicesPerClaim, allowNestedClaims"
   reason: Invalid
 - expression: >-
     variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.allowedRoles) || (type(p.policy.allowedRoles) == list && size(p.policy.allowedRoles) >= 1 && size(p.policy.allowedRoles) <= 64 && p.policy.allowedRoles.all(k0, type(k0) == string && size(k0) >= 1 && size(k0) <= 253 && k0.matches('^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$'))))
@@ -100,10 +100,6 @@
 - expression: >-
     variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.allowedNetworkPolicies) || (type(p.policy.allowedNetworkPolicies) == list && size(p.policy.allowedNetworkPolicies) >= 1 && size(p.policy.allowedNetworkPolicies) <= 64 && p.policy.allowedNetworkPolicies.all(k0, type(k0) == string && k0 in ['none', 'deny-ingress', 'deny-all'])))
   message: "NamespaceConfig.policy.allowedNetworkPolicies must be a non-empty list of up to 64 entries, each one of none, deny-ingress, deny-all"
-  reason: Invalid
-- expression: >-
-    variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.allowAdminAccess) || (type(p.policy.allowAdminAccess) == bool))
-  message: "NamespaceConfig.policy.allowAdminAccess must be true or false"
   reason: Invalid
 - expression: >-
     variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.maxDevicesPerClaim) || (type(p.policy.maxDevicesPerClaim) == int && p.policy.maxDevicesPerClaim >= 1 && p.policy.maxDevicesPerClaim <= 32))
