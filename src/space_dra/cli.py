@@ -1,27 +1,44 @@
 """Command line: ``space-dra {kubelet-plugin,controller,version}``.
 
 Every flag also reads an environment variable (shown in ``--help``), which is how
-the Helm chart configures the pods.
+the Helm chart configures the pods; both are checked alike (:mod:`space_dra.flags`).
+A component that cannot start says why in one log line, in the format asked for,
+and exits non-zero: 2 for a bad flag or variable, 1 for anything else.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 
-from space_dra import __version__
-from space_dra.flags import add_common, add_flag, at_least_one, boolean, fraction, positive
+from space_dra import __version__, logs
+from space_dra.flags import (
+    Parser,
+    UsageError,
+    add_cleanup,
+    add_common,
+    add_flag,
+    at_least_one,
+    boolean,
+    fraction,
+    given_value,
+    positive,
+)
+
+log = logging.getLogger("space_dra")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="space-dra",
         description=(
             "A DRA driver whose device is a freshly provisioned namespace with scoped credentials."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"space-dra {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     plugin = commands.add_parser(
@@ -176,6 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_flag(
         controller,
+        "--warm-pool-size",
+        "SPACE_DRA_WARM_POOL_SIZE",
+        "0",
+        "namespaces kept ready for the --owner-device-class's default settings (within "
+        "--pool-size)",
+        int,
+    )
+    add_flag(
+        controller,
         "--device-attributes",
         "SPACE_DRA_DEVICE_ATTRIBUTES",
         "profile=standard",
@@ -284,26 +310,73 @@ def build_parser() -> argparse.ArgumentParser:
         "Lease name in --namespace",
     )
 
+    cleanup = commands.add_parser(
+        "cleanup",
+        help="list (and with --delete remove) namespaces the driver left behind",
+        description=(
+            "After an uninstall: delete the driver's namespaces whose claim is gone, only "
+            "those whose ownership signature verifies with the installation's key. A dry run "
+            "unless --delete is given. Without --kubeconfig or $KUBECONFIG it uses "
+            "~/.kube/config."
+        ),
+    )
+    add_cleanup(cleanup)
+
     commands.add_parser("version", help="print the version")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        chosen = given_value(argv, "--log-format", "SPACE_DRA_LOG_FORMAT")
+        logs.configure(chosen if chosen in logs.FORMATS else "text")
+        return _start_failed(exc.prog, str(exc), 2, hint=f"{exc.prog} --help")
     if args.command == "version":
         print(f"space-dra {__version__}")
         return 0
 
-    from space_dra import logs
+    from space_dra import metrics
 
     logs.configure(args.log_format, args.log_level)
+    if args.command != "cleanup":
+        metrics.announce_component(args.command, __version__)
+    component = f"space-dra {args.command}"
+    try:
+        return asyncio.run(_run(args))
+    except SystemExit as exc:
+        if not isinstance(exc.code, str):
+            raise
+        return _start_failed(component, exc.code.removeprefix(f"{component}: "), 2)
+    except (OSError, ValueError) as exc:
+        # Files, sockets, options, the client configuration (kube.ClientConfigError):
+        # the message says it all.
+        return _start_failed(component, f"{type(exc).__name__}: {exc}", 1)
+    except Exception as exc:
+        # A bug: the traceback helps, and stays inside the one log line.
+        log.error("start_failed", exc_info=exc, extra={"space_fields": {"component": component}})
+        return 1
+
+
+async def _run(args: argparse.Namespace) -> int:
     if args.command == "kubelet-plugin":
         from space_dra.plugin.main import run
 
-        return asyncio.run(run(args))
+        return await run(args)
+    if args.command == "cleanup":
+        from space_dra.controller.cleanup import run as run_cleanup
+
+        return await run_cleanup(args)
     from space_dra.controller.main import run as run_controller
 
-    return asyncio.run(run_controller(args))
+    return await run_controller(args)
+
+
+def _start_failed(component: str, error: str, code: int, **fields: str) -> int:
+    logs.log_event(log, logging.ERROR, "start_failed", component=component, error=error, **fields)
+    return code
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from typing import Any
 from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.resource_v1 import ResourceClaim
 
+from space_dra.times import parse_rfc3339, rfc3339
+
 DEFAULT_DRIVER_NAME = "space.resource.example.com"
 POOL_NAME = "space"
 CDI_CLASS = "namespace"
@@ -66,20 +68,6 @@ NETWORK_POLICY_NAME = "space-isolation"
 
 class RecordError(ValueError):
     """The controller's record for a device is missing or malformed."""
-
-
-def rfc3339(moment: datetime) -> str:
-    """``2026-11-30T12:00:00Z``: whole seconds in UTC, as Kubernetes writes times."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_rfc3339(text: object) -> datetime | None:
-    """The time in ``text`` (with its offset, UTC when it has none); None if it is not one."""
-    try:
-        parsed = datetime.fromisoformat(text) if isinstance(text, str) else None
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=parsed.tzinfo or UTC) if parsed else None
 
 
 @dataclass(frozen=True)
@@ -198,6 +186,11 @@ class ManagementLabels:
         return f"{self.driver}/network-policy"
 
     @property
+    def warm(self) -> str:
+        """Namespace label of the warm pool: the settings key it was made for."""
+        return f"{self.driver}/warm"
+
+    @property
     def prefix(self) -> str:
         return f"{self.driver}/"
 
@@ -232,6 +225,8 @@ class NamespaceView:
     created: datetime
     # The nodes allowed to mint tokens in it (see controller.consumers).
     nodes: frozenset[str] = frozenset()
+    # Set while it waits in the warm pool, not yet any claim's (see controller.warm).
+    warm_key: str = ""
     # When it expires; None: it does not (or the annotation is not a time).
     expires_at: datetime | None = None
 
@@ -249,6 +244,7 @@ class NamespaceView:
             deleting=bool(meta and meta.deletionTimestamp),
             created=(meta.creationTimestamp if meta else None) or _EPOCH,
             nodes=frozenset(filter(None, annotations.get(labels.nodes, "").split(","))),
+            warm_key=ours.get(labels.warm, ""),
             expires_at=parse_rfc3339(annotations.get(labels.expires_at)),
         )
 

@@ -1,8 +1,12 @@
 """Flags that also read an environment variable, as both components declare them.
 
 Every flag is shown in ``--help`` with its variable and default; the Helm chart
-configures the pods through the variables. The value types here check their input
-the same way whichever of the two it came from.
+configures the pods through the variables, so a value there must be refused as
+clearly as the same value on the command line. argparse converts a default taken from
+the environment with the flag's ``type`` but never checks it against ``choices``; here
+every flag gets one converter that does both and names the flag and the variable.
+Parse errors raise :class:`UsageError` instead of printing and exiting, so the caller
+can report them as a log line in the format asked for.
 """
 
 from __future__ import annotations
@@ -10,13 +14,59 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
+from space_dra import logs
 from space_dra.contract import DEFAULT_DRIVER_NAME
 
 
-def _env(name: str, default: str | None) -> str | None:
-    return os.environ.get(name, default)
+class UsageError(Exception):
+    """A flag or environment variable has a value the command cannot use."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        self.prog = prog
+        super().__init__(message)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser (and subcommand parsers) raising UsageError on bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.prog, message)
+
+
+def _checked(
+    kind: Callable[[str], Any], choices: Sequence[str] | None, flag: str, env: str
+) -> Callable[[str], Any]:
+    source = f"(from {flag} or ${env})"
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc} {source}") from None
+        except (TypeError, ValueError):
+            what = getattr(kind, "__name__", "value")
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {what} {source}") from None
+        if choices is not None and value not in choices:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not one of {', '.join(choices)} {source}"
+            )
+        return value
+
+    return convert
+
+
+def given_value(argv: Sequence[str], flag: str, env: str) -> str | None:
+    """What ``flag`` (last on the command line) or else ``$env`` says, unparsed: for
+    settings needed to report a failure to parse the rest."""
+    value = os.environ.get(env)
+    for index, arg in enumerate(argv):
+        if arg == flag and index + 1 < len(argv):
+            value = argv[index + 1]
+        elif arg.startswith(f"{flag}="):
+            value = arg.partition("=")[2]
+    return value
 
 
 def add_flag(
@@ -34,8 +84,8 @@ def add_flag(
         shown = "in-cluster" if default is None else (default or "none")
     parser.add_argument(
         flag,
-        default=_env(env, default),
-        type=kind,
+        default=os.environ.get(env, default),
+        type=_checked(kind, choices, flag, env),
         choices=choices,
         help=f"{help_text} [env {env}; default {shown}]",
     )
@@ -70,7 +120,8 @@ def at_least_one(text: str) -> int:
     return value
 
 
-def add_common(parser: argparse.ArgumentParser) -> None:
+def add_client(parser: argparse.ArgumentParser) -> None:
+    """What every command needs: which driver, which cluster, how to log."""
     add_flag(parser, "--driver-name", "DRIVER_NAME", DEFAULT_DRIVER_NAME, "DRA driver name")
     add_flag(
         parser, "--kubeconfig", "KUBECONFIG", None, "kubeconfig file; empty means in-cluster config"
@@ -81,7 +132,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         "SPACE_DRA_LOG_FORMAT",
         "text",
         "log encoding",
-        choices=("text", "json"),
+        choices=logs.FORMATS,
     )
     add_flag(
         parser,
@@ -89,8 +140,13 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         "SPACE_DRA_LOG_LEVEL",
         "info",
         "log level",
-        choices=("debug", "info", "warning", "error"),
+        choices=logs.LEVELS,
     )
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """What both components take: add_client's, the policy and the HTTP endpoint."""
+    add_client(parser)
     add_flag(
         parser,
         "--policy-file",
@@ -114,4 +170,37 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         "8080",
         "port for /metrics, /healthz, /readyz",
         int,
+    )
+
+
+def add_cleanup(parser: argparse.ArgumentParser) -> None:
+    """``space-dra cleanup``: which installation's namespaces, and whether to delete."""
+    add_client(parser)
+    add_flag(
+        parser,
+        "--namespace",
+        "POD_NAMESPACE",
+        "space-dra",
+        "the driver's namespace (the release namespace), where its ownership key Secret is",
+    )
+    add_flag(
+        parser,
+        "--ownership-secret",
+        "SPACE_DRA_OWNERSHIP_SECRET",
+        "space-dra-ownership",
+        "Secret in --namespace holding the key the namespaces were signed with "
+        "(<fullname>-ownership, or the chart's ownershipKey.existingSecret)",
+    )
+    add_flag(
+        parser,
+        "--protected-namespaces",
+        "SPACE_DRA_PROTECTED_NAMESPACES",
+        "",
+        "comma-separated namespaces never deleted, besides default, kube-system, kube-public, "
+        "kube-node-lease and --namespace",
+    )
+    parser.add_argument(
+        "--delete",
+        action="store_true",
+        help="delete the namespaces listed as 'would delete' (without it: a dry run)",
     )

@@ -25,6 +25,7 @@ import httpx2
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.core import resource as lkr
+from lightkube.core.exceptions import ConfigError
 from lightkube.models.authentication_v1 import BoundObjectReference, TokenRequestSpec
 from lightkube.models.meta_v1 import DeleteOptions, ObjectMeta, Preconditions
 from lightkube.resources.core_v1 import ServiceAccount
@@ -194,11 +195,19 @@ def translated(what: str) -> Iterator[None]:
         raise KubeError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
+class ClientConfigError(ValueError):
+    """No usable client configuration: the kubeconfig file, or the in-cluster one."""
+
+
 def load_config(kubeconfig: str | None) -> KubeConfig:
     """In-cluster config when no kubeconfig is given, else that file."""
-    if kubeconfig:
-        return KubeConfig.from_file(kubeconfig)
-    return KubeConfig.from_service_account()
+    try:
+        if kubeconfig:
+            return KubeConfig.from_file(kubeconfig)
+        return KubeConfig.from_service_account()
+    except ConfigError as exc:
+        where = kubeconfig or "in-cluster (no --kubeconfig given)"
+        raise ClientConfigError(f"cannot load the client configuration {where}: {exc}") from exc
 
 
 def cluster_ca(config: SingleConfig) -> bytes:

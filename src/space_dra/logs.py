@@ -15,6 +15,8 @@ import time
 from typing import Any
 
 _FIELDS = "space_fields"
+FORMATS = ("text", "json")
+LEVELS = ("debug", "info", "warning", "error")
 
 
 def log_event(logger: logging.Logger, level: int, event: str, /, **fields: Any) -> None:

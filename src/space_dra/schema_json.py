@@ -15,8 +15,8 @@ from typing import Any, Final, assert_never
 import yaml
 
 from space_dra import schema
-from space_dra.schema_types import Json
-from space_dra.schema_values import VALUES, Group, Value
+from space_dra.schema_types import Group, Json, Value
+from space_dra.schema_values import VALUES
 
 JSON_SCHEMA_DIALECT: Final = "http://json-schema.org/draft-07/schema#"
 GENERATED_BY: Final = "tools/genschema.py from src/space_dra/schema.py and schema_values.py"
@@ -89,6 +89,7 @@ def _node_schema(node: Value | Group) -> Json:
             "type": "object",
             "properties": {child.name: _node_schema(child) for child in node.children},
             "additionalProperties": False,
+            **node.rules,
         }
     else:
         result = dict(kind_schema(node.type)) if not isinstance(node.type, dict) else node.type

@@ -1,18 +1,46 @@
 """JSON-schema fragments for the chart's values, and the patterns they share.
 
-Small builders (``text``, ``integer``, ``closed``, ...) and the shapes Kubernetes gives
-some values (resources, tolerations, affinity), used by :mod:`space_dra.schema_values`
-to declare every chart value. Numbers the templates quote into environment variables
-also accept digit strings, so ``--set-string pool.size=4`` keeps working.
+Leaves and groups (``Value``, ``Group``), small builders (``text``, ``integer``,
+``closed``, ...) and the shapes Kubernetes gives some values (resources, tolerations,
+affinity, security contexts), used by :mod:`space_dra.schema_values` and
+:mod:`space_dra.schema_deploy` to declare every chart value. Kubernetes' structures are
+closed to the fields Kubernetes defines, so a typo such as ``runAsUsr`` is refused by
+``helm lint`` instead of being dropped by the API server. Numbers the templates quote
+into environment variables also accept digit strings, so ``--set-string pool.size=4``
+keeps working.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Final
 
+from space_dra import schema
 from space_dra.quantity import NON_NEGATIVE_QUANTITY_PATTERN
 
 Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Value:
+    """A leaf value. ``default`` None: not in values.yaml, unset unless given."""
+
+    name: str
+    type: Json | schema.Kind
+    default: Any
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Group:
+    """A map of named values, closed: a key not declared here is refused."""
+
+    name: str
+    children: tuple[Value | Group, ...]
+    doc: str = ""
+    # JSON-schema keywords relating the children (e.g. if/then), added to the group's.
+    rules: Json = field(default_factory=dict)
+
 
 # A DNS subdomain (RFC 1123), as Kubernetes object names and DRA driver names are.
 DNS_SUBDOMAIN: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
@@ -128,3 +156,52 @@ ATTRIBUTES: Final = {
     },
     "additionalProperties": False,
 }
+_SECCOMP: Final = closed(
+    {
+        "type": choice(("RuntimeDefault", "Localhost", "Unconfined")),
+        "localhostProfile": text(),
+    },
+    required=("type",),
+)
+_APPARMOR: Final = closed(
+    {"type": choice(("RuntimeDefault", "Localhost", "Unconfined")), "localhostProfile": text()},
+    required=("type",),
+)
+_SELINUX: Final = closed({name: text() for name in ("user", "role", "type", "level")})
+_USER_ID: Final = {"type": "integer", "minimum": 0}
+# Fields both a pod's and a container's securityContext have.
+_COMMON_SECURITY: Final = {
+    "runAsUser": _USER_ID,
+    "runAsGroup": _USER_ID,
+    "runAsNonRoot": boolean(),
+    "seccompProfile": _SECCOMP,
+    "appArmorProfile": _APPARMOR,
+    "seLinuxOptions": _SELINUX,
+    "windowsOptions": {"type": "object"},
+}
+POD_SECURITY_CONTEXT: Final = closed(
+    {
+        **_COMMON_SECURITY,
+        "fsGroup": _USER_ID,
+        "fsGroupChangePolicy": choice(("OnRootMismatch", "Always")),
+        "supplementalGroups": array(_USER_ID),
+        "supplementalGroupsPolicy": choice(("Merge", "Strict")),
+        "seLinuxChangePolicy": choice(("MountOption", "Recursive")),
+        "sysctls": array(closed({"name": text(), "value": text(empty=True)}, ("name", "value"))),
+    }
+)
+SECURITY_CONTEXT: Final = closed(
+    {
+        **_COMMON_SECURITY,
+        "privileged": boolean(),
+        "allowPrivilegeEscalation": boolean(),
+        "readOnlyRootFilesystem": boolean(),
+        "procMount": choice(("Default", "Unmasked")),
+        "capabilities": closed({"add": array(text()), "drop": array(text())}),
+    }
+)
+# A PodDisruptionBudget's minAvailable/maxUnavailable: a count or a percentage.
+INT_OR_PERCENT: Final = {"type": ["integer", "string"], "minimum": 0, "pattern": "^[0-9]+%?$"}
+# A Prometheus duration as monitors take it (30s, 1m, 500ms).
+DURATION: Final = text("[0-9]+(ms|s|m|h)", empty=True, max_length=16)
+IMAGE_DIGEST: Final = text("sha256:[a-f0-9]{64}", empty=True, max_length=71)

@@ -15,23 +15,33 @@ the DeviceClass as they are and must be real numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final
 
 from space_dra import schema
 from space_dra.contract import DEFAULT_DRIVER_NAME
+from space_dra.schema_deploy import (
+    CONTROLLER_SECURITY,
+    DISRUPTION_BUDGET,
+    METRICS,
+    NAMING,
+    PLUGIN_SECURITY,
+    service_account,
+)
 from space_dra.schema_types import (
     AFFINITY,
     ATTRIBUTES,
     BINDING_CONDITIONS,
     DNS_LABEL,
     DNS_SUBDOMAIN,
+    IMAGE_DIGEST,
     LOG_FORMATS,
     LOG_LEVELS,
     PULL_POLICIES,
     RESOURCES,
     TOLERATIONS,
+    Group,
     Json,
+    Value,
     array,
     boolean,
     choice,
@@ -43,25 +53,6 @@ from space_dra.schema_types import (
     string_map,
     text,
 )
-
-
-@dataclass(frozen=True)
-class Value:
-    """A leaf value. ``default`` None: not in values.yaml, unset unless given."""
-
-    name: str
-    type: Json | schema.Kind
-    default: Any
-    doc: str = ""
-
-
-@dataclass(frozen=True)
-class Group:
-    """A map of named values, closed: a key not declared here is refused."""
-
-    name: str
-    children: tuple[Value | Group, ...]
-    doc: str = ""
 
 
 def _scheduling(
@@ -77,6 +68,7 @@ def _scheduling(
             priority_class,
             f"PriorityClass of the {component}'s pods.",
         ),
+        Value("affinity", AFFINITY, {}, f"The {component}'s pod affinity."),
     )
 
 
@@ -95,6 +87,7 @@ VALUES: Final = Group(
             DEFAULT_DRIVER_NAME,
             "The DRA driver name; also the prefix of every label and annotation the driver sets.",
         ),
+        *NAMING,
         Group(
             "image",
             (
@@ -109,6 +102,12 @@ VALUES: Final = Group(
                     text(empty=True, max_length=128),
                     "",
                     "Defaults to the chart's appVersion.",
+                ),
+                Value(
+                    "digest",
+                    IMAGE_DIGEST,
+                    "",
+                    "sha256:<hex>; when set, the image is pulled by digest and the tag is ignored.",
                 ),
                 Value(
                     "pullPolicy", choice(PULL_POLICIES), "IfNotPresent", "The pods' pull policy."
@@ -146,6 +145,14 @@ VALUES: Final = Group(
                     32,
                     "How many ephemeral namespaces can exist at once; claims beyond that stay "
                     "Pending.",
+                ),
+                Value(
+                    "warm",
+                    integer(0),
+                    4,
+                    "Namespaces kept ready ahead of claims for the DeviceClass's default "
+                    "settings (the warm pool): a claim asking for nothing else gets one with "
+                    "one write instead of making one. Counted in pool.size. 0 turns it off.",
                 ),
                 Value(
                     "attributes",
@@ -279,7 +286,9 @@ VALUES: Final = Group(
                     [],
                     "",
                 ),
-                Value("affinity", AFFINITY, {}, "The controller's pod affinity."),
+                service_account("controller"),
+                *CONTROLLER_SECURITY,
+                DISRUPTION_BUDGET,
             ),
             "The controller Deployment: publishes the pool, provisions and deletes namespaces.",
         ),
@@ -349,7 +358,7 @@ VALUES: Final = Group(
                     ),
                     "Device health in pods' allocatedResourcesStatus (docs/health.md).",
                 ),
-                Value("metricsPort", port(), 8081, "Port of /metrics and /healthz."),
+                Value("metricsPort", port(), 8081, "Port of /metrics, /healthz and /readyz."),
                 *_scheduling(
                     "kubelet plugin",
                     {"requests": {"cpu": "20m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
@@ -357,8 +366,11 @@ VALUES: Final = Group(
                     [{"operator": "Exists"}],
                     "system-node-critical",
                 ),
+                service_account("kubelet plugin"),
+                *PLUGIN_SECURITY,
             ),
             "The kubelet plugin DaemonSet: prepares claims on every node.",
         ),
+        METRICS,
     ),
 )

@@ -27,8 +27,8 @@ from space_dra.contract import (
     DEFAULT_DRIVER_NAME,
     EXPIRES_AT_FIELD,
     ManagementLabels,
-    parse_rfc3339,
 )
+from space_dra.times import parse_rfc3339
 from tests.e2e.test_capabilities import feature_gates
 from tests.support.chart import ChartRelease
 from tests.support.workloads import (

@@ -44,6 +44,29 @@ BAD_VALUES: list[tuple[list[str], str, str]] = [
     (["--set", "pool.attributes.index=1"], "at '/pool/attributes/index'", "'not' failed"),
     (["--set", "policy.maxQuota.Pods=1"], "at '/policy/maxQuota'", "'Pods' not allowed"),
     (["--set", "pool.bindingConditions=maybe"], "at '/pool/bindingConditions'", "'auto'"),
+    (["--set", "image.digest=sha256:abc"], "at '/image/digest'", "pattern"),
+    (["--set", "nameOverride=Space_DRA"], "at '/nameOverride'", "pattern"),
+    (["--set", "commonLabels.team=7"], "at '/commonLabels/team'", "string"),
+    (
+        ["--set", "controller.podSecurityContext.runAsUsr=1"],
+        "at '/controller/podSecurityContext'",
+        "'runAsUsr'",
+    ),
+    (
+        ["--set-string", "kubeletPlugin.securityContext.privileged=yes"],
+        "at '/kubeletPlugin/securityContext/privileged'",
+        "boolean",
+    ),
+    (
+        ["--set-string", "controller.podDisruptionBudget.minAvailable=half"],
+        "at '/controller/podDisruptionBudget/minAvailable'",
+        "pattern",
+    ),
+    (
+        ["--set", "controller.serviceAccount.create=false"],
+        "at '/controller/serviceAccount/name'",
+        "minLength",
+    ),
     (
         ["--set", "kubeletPlugin.health.failureThreshold=0"],
         "at '/kubeletPlugin/health/failureThreshold'",
@@ -74,6 +97,18 @@ GOOD_VALUES: dict[str, list[str]] = {
     ],
     "no-admission-policy": [
         *("--set", "admissionPolicy.enabled=false", "--set", "deviceClass.create=false"),
+    ],
+    # Every convention a platform team may set (tests/unit/test_chart_conventions.py).
+    "conventions": [
+        *("--set", "fullnameOverride=dra", "--set", "nameOverride=spaces"),
+        *("--set", "commonLabels.team=platform", "--set", "commonAnnotations.owner=ops"),
+        *("--set", f"image.digest=sha256:{'0' * 64}", "--set", "imagePullSecrets[0].name=reg"),
+        *("--set", "controller.serviceAccount.annotations.iam=role"),
+        *("--set", "kubeletPlugin.serviceAccount.create=false"),
+        *("--set", "kubeletPlugin.serviceAccount.name=node-sa"),
+        *("--set", "controller.podDisruptionBudget.enabled=true"),
+        *("--set", "controller.priorityClassName=system-cluster-critical"),
+        *("--set-json", 'kubeletPlugin.nodeSelector={"dra": "yes"}'),
     ],
 }
 

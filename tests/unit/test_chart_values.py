@@ -7,46 +7,19 @@ helm, so CI always runs them.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from localcluster import releases
 from space_dra import schema_cel
 from space_dra.config import SOURCE_CLASS, Policy, Settings, resolve
 from space_dra.contract import DEFAULT_DRIVER_NAME
-from tests.support.chartvalues import BAD_VALUES, GOOD_VALUES, find_helm
+from tests.support.chartvalues import BAD_VALUES, GOOD_VALUES
+from tests.support.helmrender import KUBE_VERSION, helm, needs_helm, render, the
 from tests.support.hostdriver import CHART
 
-HELM = find_helm()
-pytestmark = pytest.mark.skipif(
-    HELM is None,
-    reason="no helm binary: set SPACE_DRA_HELM, or run `make cluster-up` once to build one",
-)
-KUBE_VERSION = ("--kube-version", releases.DEFAULT)
-
-
-def helm(*args: str) -> subprocess.CompletedProcess[str]:
-    assert HELM is not None
-    return subprocess.run(
-        [str(HELM), *args], capture_output=True, text=True, check=False, timeout=120
-    )
-
-
-def render(*args: str) -> list[dict[str, Any]]:
-    result = helm("template", "schema", str(CHART), "-n", "space-dra", *KUBE_VERSION, *args)
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-def the(docs: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
-    [doc] = [
-        doc for doc in docs if doc["kind"] == kind and doc["metadata"]["name"].endswith(name_suffix)
-    ]
-    return doc
+pytestmark = needs_helm
 
 
 @pytest.mark.parametrize("values", list(GOOD_VALUES), ids=list(GOOD_VALUES))

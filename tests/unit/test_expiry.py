@@ -17,7 +17,7 @@ from lightkube.resources.core_v1 import ServiceAccount
 from lightkube.resources.rbac_authorization_v1 import RoleBinding
 from lightkube.resources.resource_v1 import ResourceClaim, ResourceSlice
 
-from space_dra.config import SOURCE_CLAIM, load_policy
+from space_dra.config import SOURCE_CLAIM, SOURCE_CLASS, load_policy
 from space_dra.contract import (
     CONDITION_HEALTHY,
     CONDITION_READY,
@@ -28,12 +28,12 @@ from space_dra.contract import (
     ClaimView,
     ManagementLabels,
     NamespaceView,
-    parse_rfc3339,
 )
 from space_dra.controller.gc import judge
 from space_dra.controller.slices import PoolSpec, SlicePublisher, SlotTaints
 from space_dra.kube_memory import MemoryKube
 from space_dra.kubectl.model import status_data as status_data_of
+from space_dra.times import parse_rfc3339
 from tests.support.claims import make_claim, namespace_config, new_uid
 from tests.support.controller import (
     claim_view,
@@ -44,6 +44,7 @@ from tests.support.controller import (
     running_reconciler,
     settled,
 )
+from tests.unit import test_warm_pool as warm_pool
 
 LABELS = ManagementLabels(DEFAULT_DRIVER_NAME)
 POD = ("pod0", "3c9e2f4a-0000-4000-8000-000000000001")
@@ -436,3 +437,27 @@ def test_gc_deletes_an_expired_namespace_only_once_nothing_is_reserved() -> None
     assert verdict(in_use, after) == "keep"
     assert verdict(unused, after) == "expired"
     assert verdict(unused, expiry) == "expired"
+
+
+async def test_a_warm_namespace_expires_a_lifetime_after_its_hand_over() -> None:
+    kube = MemoryKube()
+    kube.put(warm_pool.device_class(lifetimeSeconds=600))
+    clock = Clock()
+    clock.jump(3600)  # hand-over happens an hour after the warm namespaces were made
+    async with running_reconciler(kube, warm=warm_pool.warm(), clock=clock) as reconciler:
+        await eventually(lambda: len(warm_pool.ready_warm(kube)) == 2, "filled")
+        await settled(reconciler)
+        made = {ns.metadata.name or "" for ns in warm_pool.ready_warm(kube) if ns.metadata}
+        assert all(annotation(kube, name) is None for name in made), "no lifetime before"
+        configs = [
+            (SOURCE_CLASS, namespace_config(lifetimeSeconds=600), []),
+            (SOURCE_CLAIM, namespace_config(lifetimeSeconds=30), ["ns"]),
+        ]
+        kube.put(make_claim(new_uid(), configs=configs, reserved_for=[POD]))
+        record = await eventually(lambda: device_state(kube).record, "ready")
+        handed_over = clock()
+
+    assert record.namespace in made, "the lifetime does not keep a claim from the warm pool"
+    assert record.expires_at is not None
+    assert timedelta(seconds=29) <= record.expires_at - handed_over <= timedelta(seconds=31)
+    assert annotation(kube, record.namespace) == status_data(kube)[EXPIRES_AT_FIELD]

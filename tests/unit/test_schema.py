@@ -24,8 +24,8 @@ from space_dra.config import (
     resolve,
 )
 from space_dra.schema_doc import README_BEGIN, example_yaml
-from space_dra.schema_types import BINDING_CONDITIONS, LOG_FORMATS, LOG_LEVELS
-from space_dra.schema_values import VALUES, Group, Value
+from space_dra.schema_types import BINDING_CONDITIONS, LOG_FORMATS, LOG_LEVELS, Group, Value
+from space_dra.schema_values import VALUES
 from tests.support.claims import namespace_config as doc
 from tests.support.gotools import REPO
 from tests.support.hostdriver import CHART

@@ -25,11 +25,11 @@ from lightkube.resources.core_v1 import Namespace
 from space_dra import faults
 from space_dra.contract import ClaimView, NamespaceView, RecordError, device_label
 from space_dra.controller.informer import Key
-from space_dra.controller.manifests import utc_now
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.kube import Conflict, ControllerAPI, KubeError, NotFound
 from space_dra.logs import log_event
 from space_dra.metrics import GC_DELETIONS, NAMESPACES_MANAGED, UNVERIFIED_NAMESPACES
+from space_dra.times import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ def judge(
         return Verdict(False, "unverified")
     if namespace.deleting:
         return Verdict(False, "terminating")
+    if namespace.warm_key and not namespace.claim_uid:
+        return Verdict(False, "warm")  # the warm pool deletes its own
     claim = claims_by_uid.get(namespace.claim_uid)
     if claim is None:
         return Verdict(True, "claim-deleted")

@@ -4,7 +4,9 @@ lightkube has no informer, so this is a small one: list (remember the
 resourceVersion), then watch from it; on any watch failure (410 Gone, the API
 server restarting, a dropped connection) list again and diff against the cache,
 so a change made while the watch was down still produces an event. Handlers run
-synchronously and must only enqueue work.
+synchronously and must only enqueue work. Each list after the first is counted
+(``space_dra_controller_informer_relists_total``): a steady rate means watches keep
+breaking.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from lightkube.core import resource as lkr
 from space_dra.kube import ControllerAPI, KubeError
 from space_dra.kube_reads import Slim
 from space_dra.logs import log_event
+from space_dra.metrics import INFORMER_RELISTS
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,8 @@ class Informer(Generic[T]):
             elif old.metadata.resourceVersion != item.metadata.resourceVersion:  # type: ignore[attr-defined]
                 self._emit("MODIFIED", old, item)
         self.relists += 1
+        if self.relists > 1:
+            INFORMER_RELISTS.labels(kind=self.res.__name__).inc()
         return version
 
     def _apply(self, event: str, obj: T) -> None:

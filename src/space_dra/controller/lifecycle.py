@@ -54,9 +54,7 @@ from space_dra.contract import (
     NamespaceRecord,
     NamespaceView,
     RecordError,
-    rfc3339,
 )
-from space_dra.controller.manifests import utc_now
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.slices import SlotTaints
 from space_dra.controller.status import (
@@ -69,6 +67,7 @@ from space_dra.controller.status import (
 )
 from space_dra.kube import ControllerAPI, NotFound
 from space_dra.logs import log_event
+from space_dra.times import rfc3339, utc_now
 
 log = logging.getLogger(__name__)
 

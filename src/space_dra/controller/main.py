@@ -17,6 +17,7 @@ from space_dra.controller.ownership import Signer, load_signer
 from space_dra.controller.provision import ProvisionerOptions
 from space_dra.controller.reconciler import Reconciler, ReconcilerOptions
 from space_dra.controller.slices import PoolSpec, SlicePublisher, SlotTaints
+from space_dra.controller.warm import WarmOptions
 from space_dra.httpserver import HealthServer
 from space_dra.kube import ControllerAPI, KubeError, connect
 from space_dra.logs import log_event
@@ -96,6 +97,12 @@ class Controller:
                 provisioning=provisioning,
                 protected_namespaces=options.protected,
                 resync_seconds=options.resync_seconds,
+                warm=WarmOptions(
+                    size=options.warm_pool_size if options.owner_device_class else 0,
+                    pool_size=options.pool_size,
+                    device_class=options.owner_device_class,
+                    policy=options.policy,
+                ),
                 workers=options.workers,
             ),
             taints,

@@ -45,9 +45,9 @@ from space_dra.contract import (
     DeviceRef,
     ManagementLabels,
     device_label,
-    rfc3339,
 )
 from space_dra.controller.ownership import Signer
+from space_dra.times import rfc3339
 
 # The alphabet Kubernetes uses for generateName: no vowels, no look-alikes.
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -55,11 +55,6 @@ _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 def random_name(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
-
-
-def utc_now() -> datetime:
-    """The controller's clock (tests pass their own)."""
-    return datetime.now(UTC)
 
 
 def expiry(made_at: datetime, settings: Settings) -> datetime | None:

@@ -41,9 +41,9 @@ class ManagedNamespaces:
         self.informer: Informer[Namespace] = Informer(
             kube, Namespace, self._on_event, labels=labels.managed
         )
-        # (claim UID, device label) -> a namespace we created that the watch has not
-        # reported yet, so a re-run before the cache catches up adopts it.
-        self._created: dict[tuple[str, str], NamespaceView] = {}
+        # Name -> a namespace we created (or handed over) that the watch has not reported
+        # in that state yet, so a re-run before the cache catches up adopts it.
+        self._created: dict[str, NamespaceView] = {}
         # UIDs of namespaces we asked to delete whose Terminating state may not be
         # cached yet, so a second pass does not delete (and count) them again.
         self._deleting: set[str] = set()
@@ -52,7 +52,7 @@ class ManagedNamespaces:
     def _on_event(self, event: str, old: Any, new: Any) -> None:
         view = NamespaceView.of(new or old, self.labels)
         if new is not None:
-            self._created.pop((view.claim_uid, view.device), None)
+            self._created.pop(view.name, None)
         if new is None or view.deleting:
             self._deleting.discard(view.uid)
         self._on_change(view)
@@ -63,11 +63,19 @@ class ManagedNamespaces:
     def cached(self) -> list[NamespaceView]:
         return [NamespaceView.of(ns, self.labels) for ns in self.informer.cache.values()]
 
+    def warm(self) -> list[NamespaceView]:
+        """The warm pool's namespaces that we own, cached or just created."""
+        found = {view.name: view for view in self.cached() if view.warm_key}
+        for view in self._created.values():
+            if view.warm_key and view.name not in found:
+                found[view.name] = view
+        return [view for view in found.values() if self.owned(view)]
+
     def for_claim(self, claim_uid: str) -> list[NamespaceView]:
         """The namespaces we own that were made for ``claim_uid``, cached or just created."""
         found = {view.name: view for view in self.cached() if view.claim_uid == claim_uid}
-        for (uid, _), view in self._created.items():
-            if uid == claim_uid and view.name not in found:
+        for view in self._created.values():
+            if view.claim_uid == claim_uid and view.name not in found:
                 found[view.name] = view
         return [view for view in found.values() if self.owned(view)]
 
@@ -94,12 +102,12 @@ class ManagedNamespaces:
         return sum(1 for view in self.cached() if not self.signer.owns(view))
 
     def created(self, view: NamespaceView) -> None:
-        self._created[(view.claim_uid, view.device)] = view
+        self._created[view.name] = view
 
     def deleted(self, view: NamespaceView) -> None:
         if view.uid:
             self._deleting.add(view.uid)
-        self._created.pop((view.claim_uid, view.device), None)
+        self._created.pop(view.name, None)
 
     def deleting(self, view: NamespaceView) -> bool:
         """Whether we already asked to delete it (its Terminating state may not be cached)."""

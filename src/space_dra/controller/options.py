@@ -85,6 +85,7 @@ class ControllerOptions:
     token_minter_cluster_role: str
     ownership_secret: str
     pool_size: int = 32
+    warm_pool_size: int = 0
     device_attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
     binding_conditions: str = "off"  # "auto", "on" or "off"
     owner_device_class: str = ""
@@ -138,6 +139,11 @@ class ControllerOptions:
                 raise OptionsError(f"--protected-namespaces: {name!r} is not a namespace name")
         if self.pool_size < 0:
             raise OptionsError(f"--pool-size: must be 0 or more, got {self.pool_size}")
+        if not 0 <= self.warm_pool_size <= self.pool_size:
+            raise OptionsError(
+                f"--warm-pool-size: must be from 0 to --pool-size ({self.pool_size}), "
+                f"got {self.warm_pool_size}"
+            )
         if self.binding_conditions not in ("auto", "on", "off"):
             raise OptionsError(
                 f"--binding-conditions: expected auto, on or off, got {self.binding_conditions!r}"
@@ -181,6 +187,7 @@ class ControllerOptions:
             token_minter_cluster_role=args.token_minter_cluster_role,
             ownership_secret=args.ownership_secret,
             pool_size=args.pool_size,
+            warm_pool_size=args.warm_pool_size,
             device_attributes=parse_attributes(args.device_attributes),
             binding_conditions=args.binding_conditions,
             owner_device_class=args.owner_device_class,

@@ -80,8 +80,25 @@ async def load_signer(kube: ControllerAPI, namespace: str, secret_name: str) -> 
                 log, logging.INFO, "ownership_key_created", secret=f"{namespace}/{secret_name}"
             )
             return Signer(key)
-        encoded = (secret.data or {}).get(KEY_FIELD)
-        if not encoded:
-            raise ValueError(f"Secret {namespace}/{secret_name} has no {KEY_FIELD!r} field")
-        return Signer(base64.b64decode(encoded))
+        return _signer_from(secret, namespace, secret_name)
     raise RuntimeError(f"could not read or create Secret {namespace}/{secret_name}")
+
+
+async def read_signer(kube: ControllerAPI, namespace: str, secret_name: str) -> Signer:
+    """Read the key Secret, never creating one: a new key would verify nothing."""
+    try:
+        secret = await kube.get(Secret, secret_name, namespace)
+    except NotFound:
+        raise ValueError(
+            f"Secret {namespace}/{secret_name} (the ownership key) does not exist, so no "
+            "namespace can be proven to be the driver's; give --namespace and "
+            "--ownership-secret of the installation that made them"
+        ) from None
+    return _signer_from(secret, namespace, secret_name)
+
+
+def _signer_from(secret: Secret, namespace: str, secret_name: str) -> Signer:
+    encoded = (secret.data or {}).get(KEY_FIELD)
+    if not encoded:
+        raise ValueError(f"Secret {namespace}/{secret_name} has no {KEY_FIELD!r} field")
+    return Signer(base64.b64decode(encoded))

@@ -1,17 +1,12 @@
 """Give every allocated device of a claim a ready namespace, or record why not.
 
 For each of our devices without a record: check the config against policy (a
-rejection is recorded as ``NamespaceFailed`` and nothing is created), adopt a
-namespace we already made for it (after a crash) or create one (retrying another
-name if it is taken), fill it (server-side apply, so re-running converges), then
-record ``NamespaceReady`` with the namespace, ServiceAccount and server URL in the
-claim's status, with an Event.
-
-The scheduler answers a failure by allocating the claim again every few seconds,
-so refusals are remembered: a config refused before is refused again from memory,
-with no new namespace, Event or log line. The parser's verdict is remembered for
-the claim's lifetime; a rejection by the API server (an admission policy may be
-fixed meanwhile) only for ``rejection_memory_seconds``.
+rejection is recorded as ``NamespaceFailed`` and nothing is created, see
+:mod:`refusals`), adopt a namespace we already made for it (after a crash), take one
+from the warm pool when the settings match (see :mod:`warm`), or create one (retrying
+another name if it is taken) and fill it (server-side apply, so re-running
+converges); then record ``NamespaceReady`` with the namespace, ServiceAccount and
+server URL in the claim's status.
 """
 
 from __future__ import annotations
@@ -20,7 +15,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Container
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -45,26 +40,23 @@ from space_dra.controller.manifests import (
     namespace_contents,
     namespace_object,
     random_name,
-    utc_now,
 )
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.ownership import Signer
+from space_dra.controller.refusals import (
+    REFUSAL_REPORTS,
+    RETRIED_FAILURES,
+    Refusals,
+    shape_refusal,
+)
 from space_dra.controller.status import DeviceOutcome, emit_event, emit_pod_events, write_status
+from space_dra.controller.warm import WarmPool, settings_key
 from space_dra.kube import Conflict, ControllerAPI, Invalid, KubeError, NotFound
 from space_dra.logs import log_event
-from space_dra.metrics import FAILURES, PROVISION_SECONDS, PROVISIONED
+from space_dra.metrics import FAILURES, PROVISION_SECONDS, PROVISIONED, WARM_HANDOVERS
+from space_dra.times import utc_now
 
 log = logging.getLogger(__name__)
-
-# Failures that can go away without a new claim: tried again after the memory expires.
-RETRIED_FAILURES = frozenset({"Rejected"})
-# Failure reason recorded on the claim -> (log event, reason of the Warning Event).
-_REFUSAL_REPORTS = {
-    "InvalidConfig": ("claim_config_rejected", "InvalidNamespaceConfig"),
-    "TooManyDevices": ("claim_too_many_devices", "TooManyNamespaces"),
-    "NestedClaim": ("claim_nested_refused", "NestedNamespaceRefused"),
-    "Rejected": ("namespace_rejected", "NamespaceRejected"),
-}
 
 
 @dataclass(frozen=True)
@@ -84,31 +76,6 @@ class ClaimGone(Exception):
     """The claim was deleted, or replaced under its name, while it was provisioned."""
 
 
-class Refusals:
-    """Devices refused before: (claim UID, what the decision depends on) -> verdict."""
-
-    def __init__(self) -> None:
-        self._refused: dict[tuple[str, str], tuple[str, str, float]] = {}
-
-    def get(self, key: tuple[str, str]) -> tuple[str, str] | None:
-        """(reason, message) while the refusal is remembered."""
-        refused = self._refused.get(key)
-        if refused is None or time.monotonic() >= refused[2]:
-            return None
-        return refused[0], refused[1]
-
-    def remember(self, key: tuple[str, str], reason: str, message: str, until: float) -> None:
-        self._refused[key] = (reason, message, until)
-
-    def forget_claim(self, claim_uid: str) -> None:
-        for key in [k for k in self._refused if k[0] == claim_uid]:
-            del self._refused[key]
-
-    def keep_only(self, claim_uids: Container[str]) -> None:
-        for key in [k for k in self._refused if k[0] not in claim_uids]:
-            del self._refused[key]
-
-
 class Provisioner:
     def __init__(
         self,
@@ -125,6 +92,8 @@ class Provisioner:
         self.namespaces = namespaces
         self.labels = ManagementLabels(options.driver)
         self.refusals = Refusals()
+        # Set by the reconciler when the warm pool is on.
+        self.warm: WarmPool | None = None
         # Claim UID -> when provisioning it started (wall clock), for PROVISION_SECONDS.
         self._first_seen: dict[str, float] = {}
 
@@ -136,9 +105,12 @@ class Provisioner:
         self.claim_deallocated(claim_uid)
         self.refusals.forget_claim(claim_uid)
 
-    async def provision(self, view: ClaimView) -> ResourceClaim | None:
+    async def provision(
+        self, view: ClaimView, nodes: frozenset[str] = frozenset()
+    ) -> ResourceClaim | None:
         """Provision the devices without a record; return the claim as stored after
         recording the outcomes, or None when every device was already recorded.
+        ``nodes``: where the claim's pods run so far (written with a warm hand-over).
 
         Raises ClaimGone when the claim went away meanwhile: the caller undoes.
         """
@@ -159,7 +131,7 @@ class Provisioner:
                     # Without binding conditions nobody re-allocates the claim: a rejection
                     # by the API server is tried again once it is no longer remembered, so
                     # the claim recovers by itself when the cause is fixed.
-                    outcome = await self._provision_device(view, device, existing)
+                    outcome = await self._provision_device(view, device, existing, nodes)
                     outcomes.append(outcome)
                     changed = changed or outcome.failure_reason != reason
                     continue
@@ -167,7 +139,7 @@ class Provisioner:
                     DeviceOutcome(device, failure_reason=reason, failure_message=message)
                 )
                 continue
-            outcomes.append(await self._provision_device(view, device, existing))
+            outcomes.append(await self._provision_device(view, device, existing, nodes))
             changed = True
         if not changed:
             return None
@@ -208,7 +180,11 @@ class Provisioner:
         return (current.metadata.uid if current.metadata else None) != view.uid
 
     async def _provision_device(
-        self, view: ClaimView, device: DeviceRef, existing: list[NamespaceView]
+        self,
+        view: ClaimView,
+        device: DeviceRef,
+        existing: list[NamespaceView],
+        nodes: frozenset[str] = frozenset(),
     ) -> DeviceOutcome:
         self._first_seen.setdefault(view.uid, time.time())
         label = f"{device.request}={device.pool}/{device.device}"
@@ -229,11 +205,27 @@ class Provisioner:
             )
         # Admission refuses both for the chart's DeviceClass; this catches any other class
         # that selects our devices. The claim's shape never changes: remembered for good.
-        refusal = self._shape_refusal(view, resolved.policy)
+        refusal = shape_refusal(view, resolved.policy, self.namespaces.is_managed)
         if refusal is not None:
             return await self._refuse(view, device, label, refusal_key, *refusal, math.inf)
 
         adopted = self._adopt(device, existing)
+        warm = None
+        if adopted is None and self.warm is not None:
+            # A warm namespace's lifetime starts when it becomes the claim's.
+            warm = await self.warm.hand_over(
+                settings_key(resolved.settings, resolved.policy),
+                view.uid,
+                f"{view.namespace}/{view.name}",
+                device,
+                nodes,
+                expiry(self.clock(), resolved.settings),
+            )
+        WARM_HANDOVERS.labels("warm" if warm is not None else "cold").inc()
+        if warm is not None:
+            # Complete already: one write made it the claim's; no Event (a second write).
+            self.namespaces.created(warm)
+            return self._provisioned(view, device, label, warm.name, "warm", warm.expires_at)
         try:
             if adopted is not None:
                 name, expires_at = adopted.name, adopted.expires_at
@@ -266,6 +258,20 @@ class Provisioner:
                 time.monotonic() + self.options.rejection_memory_seconds,
             )
         faults.point("controller-after-namespace-contents")
+        await emit_event(
+            self.kube, view, "Normal", "NamespaceProvisioned", f"{label}: namespace {name} is ready"
+        )
+        return self._provisioned(view, device, label, name, "cold", expires_at)
+
+    def _provisioned(
+        self,
+        view: ClaimView,
+        device: DeviceRef,
+        label: str,
+        name: str,
+        path: str,
+        expires_at: datetime | None,
+    ) -> DeviceOutcome:
         PROVISIONED.labels("ok").inc()
         log_event(
             log,
@@ -275,9 +281,7 @@ class Provisioner:
             claim=f"{view.namespace}/{view.name}",
             device=label,
             namespace=name,
-        )
-        await emit_event(
-            self.kube, view, "Normal", "NamespaceProvisioned", f"{label}: namespace {name} is ready"
+            path=path,
         )
         return DeviceOutcome(
             device,
@@ -300,7 +304,7 @@ class Provisioner:
         FAILURES.labels(reason).inc()
         PROVISIONED.labels("failed").inc()
         self.refusals.remember(refusal_key, reason, message, until)
-        log_name, event_reason = _REFUSAL_REPORTS[reason]
+        log_name, event_reason = REFUSAL_REPORTS[reason]
         log_event(log, logging.WARNING, log_name, claim_uid=view.uid, device=label, error=message)
         await emit_event(self.kube, view, "Warning", event_reason, f"{label}: {message}")
         await emit_pod_events(
@@ -311,23 +315,6 @@ class Provisioner:
             f"ResourceClaim {view.name}: {label}: {message}",
         )
         return DeviceOutcome(device, failure_reason=reason, failure_message=message)
-
-    def _shape_refusal(self, view: ClaimView, policy: Policy) -> tuple[str, str] | None:
-        """(reason, message) when the claim as a whole is not allowed, else None."""
-        count = len(view.our_devices())
-        if count > policy.max_devices_per_claim:
-            return (
-                "TooManyDevices",
-                f"the claim holds {count} namespace devices; the policy allows at most "
-                f"{policy.max_devices_per_claim} per claim (policy.maxDevicesPerClaim)",
-            )
-        if not policy.allow_nested_claims and self.namespaces.is_managed(view.namespace):
-            return (
-                "NestedClaim",
-                f"the claim is in {view.namespace}, a namespace this driver provisioned; "
-                "namespaces cannot be nested (policy.allowNestedClaims)",
-            )
-        return None
 
     def _adopt(self, device: DeviceRef, existing: list[NamespaceView]) -> NamespaceView | None:
         """Reuse the oldest namespace we already made for this device; GC drops the rest."""

@@ -34,20 +34,17 @@ from space_dra.controller.consumers import ConsumerNodes
 from space_dra.controller.gc import Collector
 from space_dra.controller.informer import Informer, Key, key_of
 from space_dra.controller.lifecycle import Lifecycle
-from space_dra.controller.manifests import utc_now
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.ownership import Signer
-from space_dra.controller.provision import (
-    RETRIED_FAILURES,
-    ClaimGone,
-    Provisioner,
-    ProvisionerOptions,
-)
+from space_dra.controller.provision import ClaimGone, Provisioner, ProvisionerOptions
+from space_dra.controller.refusals import RETRIED_FAILURES
 from space_dra.controller.slices import SlotTaints
+from space_dra.controller.warm import WarmOptions, WarmPool
 from space_dra.controller.workqueue import WorkQueue
 from space_dra.kube import ControllerAPI, KubeError
 from space_dra.logs import log_event
 from space_dra.metrics import NAMESPACES_MANAGED
+from space_dra.times import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +55,7 @@ class ReconcilerOptions:
     protected_namespaces: frozenset[str]
     resync_seconds: float = 300.0
     workers: int = 8
+    warm: WarmOptions | None = None
     # When namespaces expire is judged by this clock (tests move it).
     clock: Callable[[], datetime] = utc_now
 
@@ -140,6 +138,18 @@ class Reconciler:
         )
         self.identities = ClaimIdentities()
         self.consumers = ConsumerNodes(kube, self.labels, self._requeue_claim)
+        self.warm: WarmPool | None = None
+        if options.warm is not None and options.warm.size > 0:
+            self.warm = WarmPool(
+                kube,
+                self.labels,
+                signer,
+                self.namespaces,
+                options.warm,
+                self._held_devices,
+                self.provisioner.fill,
+            )
+            self.provisioner.warm = self.warm
         self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, workers=options.workers)
 
     # -- events ----------------------------------------------------------------------
@@ -149,9 +159,19 @@ class Reconciler:
             return False
         return bool(ClaimView(claim, self.options.driver).our_devices())
 
+    def _held_devices(self) -> int:
+        """Devices of ours allocated now: each holds, or will hold, a namespace."""
+        return sum(
+            len(ClaimView(claim, self.options.driver).our_devices())
+            for claim in self.claims.cache.values()
+            if claim.status and claim.status.allocation
+        )
+
     def _on_claim(self, event: str, old: Any, new: Any) -> None:
         obj = new or old
         key = key_of(obj)
+        if self.warm is not None and self._relevant(new) != self._relevant(old):
+            self.warm.wake()  # a slot was taken or freed
         if self._relevant(new) or self._relevant(old) or key in self.identities:
             if obj.metadata and obj.metadata.uid:
                 self.identities.remember(key, obj.metadata.uid)
@@ -205,7 +225,8 @@ class Reconciler:
                 self.lifecycle.forget(view.uid)
             return
         try:
-            stored = await self.provisioner.provision(view)
+            nodes = await self.consumers.nodes(view)
+            stored = await self.provisioner.provision(view, nodes)
             if stored is not None:
                 self.claims.remember(stored)
                 view = ClaimView(stored, self.options.driver)
@@ -274,6 +295,8 @@ class Reconciler:
             asyncio.create_task(self.namespaces.informer.run(), name="namespace-informer"),
             asyncio.create_task(self._reconcile_and_sweep(), name="reconciler"),
         ]
+        if self.warm is not None:
+            tasks.append(asyncio.create_task(self._keep_warm(self.warm), name="warm-pool"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -304,6 +327,12 @@ class Reconciler:
             await self.sweep()
             await asyncio.sleep(self.options.resync_seconds)
             self.requeue_all()
+
+    async def _keep_warm(self, warm: WarmPool) -> None:
+        # Like GC, the pool's budget needs complete caches (every held slot counted).
+        await asyncio.gather(self.claims.synced.wait(), self.namespaces.informer.synced.wait())
+        await warm.run()
+        await asyncio.Event().wait()  # a pool of size 0 returns at once; keep the task
 
     @property
     def synced(self) -> bool:

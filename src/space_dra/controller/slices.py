@@ -34,10 +34,11 @@ from lightkube.models.resource_v1 import (
     ResourcePool,
     ResourceSliceSpec,
 )
-from lightkube.resources.resource_v1 import DeviceClass, ResourceSlice
+from lightkube.resources.resource_v1 import ResourceSlice
 
 from space_dra.contract import CONDITION_FAILED, CONDITION_READY, POOL_NAME
 from space_dra.controller.informer import Informer, key_of
+from space_dra.controller.owner import device_class_owner
 from space_dra.kube import ControllerAPI, KubeError, NotFound
 from space_dra.logs import log_event
 from space_dra.metrics import POOL_SIZE
@@ -273,27 +274,8 @@ class SlicePublisher:
             log_event(log, logging.WARNING, "device_taints_unsupported", driver=self.spec.driver)
         self.taints.verdict(supported)
 
-    async def _find_owner(self) -> None:
-        name = self.spec.owner_device_class
-        if not name:
-            return
-        try:
-            device_class = await self.kube.get(DeviceClass, name)
-        except KubeError as exc:
-            log_event(
-                log, logging.WARNING, "slice_owner_missing", device_class=name, error=str(exc)
-            )
-            return
-        if device_class.metadata and device_class.metadata.uid:
-            self.owner = OwnerReference(
-                apiVersion="resource.k8s.io/v1",
-                kind="DeviceClass",
-                name=name,
-                uid=device_class.metadata.uid,
-            )
-
     async def run(self) -> None:
-        await self._find_owner()
+        self.owner = await device_class_owner(self.kube, self.spec.owner_device_class)
         watcher = asyncio.create_task(self.informer.run(), name="slice-informer")
         try:
             await self.informer.synced.wait()

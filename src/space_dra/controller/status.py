@@ -175,13 +175,7 @@ async def emit_event(
     kube: ControllerAPI, view: ClaimView, kind: str, reason: str, message: str
 ) -> None:
     """Best effort: an Event on the claim that cannot be written is logged, never fatal."""
-    claim = ObjectReference(
-        apiVersion="resource.k8s.io/v1",
-        kind="ResourceClaim",
-        name=view.name,
-        namespace=view.namespace,
-        uid=view.uid,
-    )
+    claim = _reference("resource.k8s.io/v1", "ResourceClaim", view.namespace, view.name, view.uid)
     await emit_event_on(kube, view, claim, kind, reason, message)
 
 
@@ -193,14 +187,14 @@ async def emit_pod_events(
     for consumer in (view.claim.status.reservedFor if view.claim.status else None) or []:
         if consumer.resource != "pods" or consumer.apiGroup:
             continue
-        pod = ObjectReference(
-            apiVersion="v1",
-            kind="Pod",
-            name=consumer.name,
-            namespace=view.namespace,
-            uid=consumer.uid,
-        )
+        pod = _reference("v1", "Pod", view.namespace, consumer.name, consumer.uid)
         await emit_event_on(kube, view, pod, kind, reason, message)
+
+
+def _reference(api_version: str, kind: str, namespace: str, name: str, uid: str) -> ObjectReference:
+    return ObjectReference(
+        apiVersion=api_version, kind=kind, namespace=namespace, name=name, uid=uid
+    )
 
 
 async def emit_event_on(

@@ -4,6 +4,8 @@ Like client-go's workqueue: adding a key that is already waiting is a no-op; a
 key added while it is being processed runs again afterwards; failures are
 retried with per-key exponential backoff. This is what makes concurrent
 reconciles of one claim impossible, so duplicates cannot come from races here.
+Its depth and retries are metrics, labelled with the queue's name: a depth that
+keeps growing means the workers cannot keep up, retries mean reconciles fail.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from space_dra.logs import log_event
+from space_dra.metrics import WORKQUEUE_DEPTH, WORKQUEUE_RETRIES
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +24,14 @@ K = TypeVar("K")
 
 
 class WorkQueue(Generic[K]):
-    def __init__(self, process: Callable[[K], Awaitable[None]], workers: int = 8) -> None:
+    def __init__(
+        self, process: Callable[[K], Awaitable[None]], workers: int = 8, name: str = "claims"
+    ) -> None:
         self._process = process
         self._workers = workers
+        self._depth = WORKQUEUE_DEPTH.labels(queue=name)
+        self._retries = WORKQUEUE_RETRIES.labels(queue=name)
+        self._depth.set(0)
         self._queue: asyncio.Queue[K] = asyncio.Queue()
         self._waiting: set[K] = set()
         self._active: set[K] = set()
@@ -37,6 +45,7 @@ class WorkQueue(Generic[K]):
         elif key not in self._waiting:
             self._waiting.add(key)
             self._queue.put_nowait(key)
+            self._depth.set(len(self._waiting))
 
     def add_after(self, key: K, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self.add, key)
@@ -58,6 +67,7 @@ class WorkQueue(Generic[K]):
         while True:
             key = await self._queue.get()
             self._waiting.discard(key)
+            self._depth.set(len(self._waiting))
             self._active.add(key)
             try:
                 await self._process(key)
@@ -76,6 +86,7 @@ class WorkQueue(Generic[K]):
                     error=f"{type(exc).__name__}: {exc}",
                     retry_in=round(delay, 2),
                 )
+                self._retries.inc()
                 self.add_after(key, delay)
             finally:
                 self._active.discard(key)

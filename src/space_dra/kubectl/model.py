@@ -27,6 +27,7 @@ from space_dra.contract import (
     ManagementLabels,
     RecordError,
 )
+from space_dra.times import parse_rfc3339
 
 T = TypeVar("T")
 
@@ -111,13 +112,7 @@ def parse_time(value: Any) -> datetime | None:
     """An RFC 3339 time as the API writes it, in UTC; None for anything else."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parse_rfc3339(value)
 
 
 def namespace_expiry(namespace: Namespace | None, driver: str) -> datetime | None:

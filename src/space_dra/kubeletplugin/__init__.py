@@ -13,7 +13,9 @@ What it does for you
 - **Registration**: the ``<driver>-reg.sock`` socket in the kubelet's
   ``plugins_registry``, ``GetInfo`` and ``NotifyRegistrationStatus``; a rejection is
   logged, passed to ``Options.on_registration`` and reported by
-  :meth:`KubeletPlugin.problem` (wire it to a liveness probe).
+  :meth:`KubeletPlugin.problem` (wire it to a liveness probe);
+  :meth:`KubeletPlugin.not_ready` stays set until the kubelet accepted the plugin
+  (wire it to a readiness probe, so a rolling update waits for the new pod).
 - **DRAPlugin v1 and v1beta1** on ``<plugins-dir>/<driver>/dra.sock``: every UID of a
   request gets an answer. UIDs named twice for different claims and UIDs that are not
   Kubernetes UIDs are refused before your code runs, so a claim UID is always safe in
@@ -37,7 +39,9 @@ What it does for you
   :class:`ArtifactStore` publishes directories of files for containers the way the
   kubelet publishes projected volumes, so they can change under a running container;
   :class:`Checkpoint` is a versioned JSON file of per-claim entries in your format,
-  written atomically, safe for two instances at once; :class:`GroupCommit` makes
+  written atomically, safe for two instances at once; an unreadable one (corrupt, or
+  of a version you do not know) is moved aside and rebuilt from what your
+  ``on_unreadable`` returns, never a crash loop; :class:`GroupCommit` makes
   concurrent changes share one write.
 
 Writing a driver
@@ -115,7 +119,15 @@ from space_dra.kubeletplugin.api import (
 )
 from space_dra.kubeletplugin.artifacts import ArtifactError, ArtifactStore
 from space_dra.kubeletplugin.cdi import CDIDevice, CDIError, CDISpecs, Mount
-from space_dra.kubeletplugin.checkpoint import Checkpoint, CheckpointCorrupt, Codec, GroupCommit
+from space_dra.kubeletplugin.checkpoint import (
+    CORRUPT,
+    UNSUPPORTED_VERSION,
+    Checkpoint,
+    CheckpointCorrupt,
+    Codec,
+    GroupCommit,
+    Recovery,
+)
 from space_dra.kubeletplugin.helper import KubeletPlugin, Options, run_until_signalled
 from space_dra.kubeletplugin.sockets import (
     KUBELET_PLUGINS_DIR,
@@ -126,8 +138,10 @@ from space_dra.kubeletplugin.sockets import (
 from space_dra.kubeletplugin.sync import ChangeSignal, ClaimLocks
 
 __all__ = [
+    "CORRUPT",
     "KUBELET_PLUGINS_DIR",
     "KUBELET_REGISTRY_DIR",
+    "UNSUPPORTED_VERSION",
     "ArtifactError",
     "ArtifactStore",
     "CDIDevice",
@@ -150,6 +164,7 @@ __all__ = [
     "Mount",
     "Options",
     "PrepareResult",
+    "Recovery",
     "Serialization",
     "SocketPaths",
     "UnprepareResult",

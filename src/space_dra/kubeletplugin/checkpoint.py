@@ -12,8 +12,12 @@ write the kernel already has, and a node crash also wipes what lives on tmpfs an
 makes the kubelet prepare its pods' claims again, which rebuilds the entry; an fsync
 per claim would triple the cost of a prepare for nothing. Every change re-reads the
 file under an exclusive ``flock``, so two plugin instances during a rolling update
-never lose each other's entries. A checkpoint that cannot be parsed is moved aside and
-reported (:class:`CheckpointCorrupt`) instead of crash-looping the plugin.
+never lose each other's entries. A checkpoint that cannot be read, because it is not
+valid JSON or entries the codec refuses (``corrupt``) or because it is in a format
+version this code does not know (``unsupported_version``, say written by a newer
+plugin before a rollback), is moved aside next to the file and reported
+(:class:`CheckpointCorrupt`) instead of crash-looping the plugin; the driver's
+``on_unreadable`` hook says what to start again from.
 
 :class:`GroupCommit` batches concurrent changes into one write.
 """
@@ -43,11 +47,22 @@ Change = Callable[[dict[str, T]], object]
 """Edits the claims in place (add, replace, pop); its return value is ignored."""
 
 
+CORRUPT = "corrupt"
+UNSUPPORTED_VERSION = "unsupported_version"
+
+
 class CheckpointCorrupt(ValueError):
-    def __init__(self, path: Path, reason: str, moved_to: Path | None) -> None:
+    """``kind`` is CORRUPT or UNSUPPORTED_VERSION; ``moved_to`` None if it could not move."""
+
+    def __init__(self, path: Path, reason: str, moved_to: Path | None, kind: str = CORRUPT) -> None:
         self.path = path
         self.moved_to = moved_to
+        self.kind = kind
         super().__init__(f"checkpoint {path} is unreadable ({reason}); moved aside to {moved_to}")
+
+
+Recovery = Callable[[CheckpointCorrupt], Mapping[str, T]]
+"""Given why the file was unreadable, the claims to start again from."""
 
 
 @dataclass(frozen=True)
@@ -63,10 +78,18 @@ class Codec(Generic[T]):
 
 
 class Checkpoint(Generic[T]):
-    def __init__(self, path: Path, codec: Codec[T], version: int = 1) -> None:
+    def __init__(
+        self,
+        path: Path,
+        codec: Codec[T],
+        version: int = 1,
+        on_unreadable: Recovery[T] | None = None,
+    ) -> None:
         self.path = path
         self.codec = codec
         self.version = version
+        # Called by update() when the file is unreadable; without it, it starts empty.
+        self.on_unreadable = on_unreadable
         self._lock_path = path.with_name(path.name + ".lock")
         self._lock_fd: int | None = None
         # What we last read or wrote, and the file identity it came from: while
@@ -105,18 +128,24 @@ class Checkpoint(Generic[T]):
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}
+        kind = CORRUPT
         try:
             document = json.loads(raw)
-            if document.get("version") != self.version:
-                raise ValueError(f"unsupported version {document.get('version')!r}")
+            found = document.get("version")
+            if found != self.version:
+                kind = UNSUPPORTED_VERSION
+                raise ValueError(
+                    f"format version {found!r}, this plugin reads version {self.version}: "
+                    "written by another version of the plugin?"
+                )
             return {uid: self.codec.decode(uid, entry) for uid, entry in document["claims"].items()}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             try:
                 self.path.rename(aside)
             except OSError:
-                raise CheckpointCorrupt(self.path, str(exc), None) from exc
-            raise CheckpointCorrupt(self.path, str(exc), aside) from exc
+                raise CheckpointCorrupt(self.path, str(exc), None, kind) from exc
+            raise CheckpointCorrupt(self.path, str(exc), aside, kind) from exc
 
     def _write(self, claims: Mapping[str, T]) -> None:
         document = {
@@ -132,13 +161,19 @@ class Checkpoint(Generic[T]):
             return self._read()
 
     def update(self, change: Change[T]) -> dict[str, T]:
-        """Apply ``change`` to the current content under the lock and persist it."""
+        """Apply ``change`` to the current content under the lock and persist it.
+
+        An unreadable file is moved aside and replaced by what ``on_unreadable`` gives.
+        """
         with self._locked():
             try:
                 claims = self._read()
             except CheckpointCorrupt as exc:
-                log_event(log, logging.ERROR, "checkpoint_corrupt", error=str(exc))
-                claims = {}
+                if self.on_unreadable is None:
+                    log_event(log, logging.ERROR, "checkpoint_corrupt", error=str(exc))
+                    claims = {}
+                else:
+                    claims = dict(self.on_unreadable(exc))
             change(claims)
             self._write(claims)
             return claims

@@ -102,6 +102,10 @@ class KubeletPlugin:
             problem = f"registration socket {self.paths.registration} is missing"
         return problem
 
+    def not_ready(self) -> str | None:
+        """Why the kubelet is not using this plugin yet, or None (for readiness probes)."""
+        return self.problem() or self.registration.not_ready()
+
     async def start(self) -> None:
         """Serve the DRA services, then announce them through the registration socket.
 

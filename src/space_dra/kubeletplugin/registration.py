@@ -6,6 +6,11 @@ driver name, the DRA endpoint and the versions served, then reports its verdict 
 an endpoint another instance already holds) is otherwise silent, so it is logged,
 passed to the driver's hook, reflected in the standard gRPC health service, and kept
 for :meth:`Registration.problem`.
+
+Until the kubelet has said yes, the plugin is alive but not ready
+(:meth:`Registration.not_ready`): a DaemonSet rolling update with ``maxSurge`` deletes
+the old pod only once the new one is ready, so a node is never left with a plugin the
+kubelet does not use yet.
 """
 
 from __future__ import annotations
@@ -82,6 +87,13 @@ class Registration(reg_grpc.RegistrationServicer):
         return reg.RegistrationStatusResponse()
 
     def problem(self) -> str | None:
+        """Why the plugin is broken (for liveness): the kubelet rejected it."""
         if self.registered is False:
             return f"the kubelet rejected the registration: {self.error}"
         return None
+
+    def not_ready(self) -> str | None:
+        """Why the kubelet does not use the plugin yet (for readiness), or None."""
+        if self.registered is None:
+            return "waiting for the kubelet to register the plugin (NotifyRegistrationStatus)"
+        return self.problem()

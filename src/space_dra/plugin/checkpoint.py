@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from space_dra.contract import NamespaceRecord
-from space_dra.kubeletplugin import Checkpoint, Codec
+from space_dra.kubeletplugin import Checkpoint, Codec, Recovery
 from space_dra.naming import DeviceLayout
 
 CHECKPOINT_VERSION = 1
@@ -109,5 +109,7 @@ class PreparedClaim:
 CLAIM_CODEC = Codec(encode=PreparedClaim.to_json, decode=PreparedClaim.from_json)
 
 
-def open_checkpoint(path: Path) -> Checkpoint[PreparedClaim]:
-    return Checkpoint(path, CLAIM_CODEC, CHECKPOINT_VERSION)
+def open_checkpoint(
+    path: Path, on_unreadable: Recovery[PreparedClaim] | None = None
+) -> Checkpoint[PreparedClaim]:
+    return Checkpoint(path, CLAIM_CODEC, CHECKPOINT_VERSION, on_unreadable)

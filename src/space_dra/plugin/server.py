@@ -60,8 +60,9 @@ class PluginServer:
             ),
         )
         self.paths = self.kubelet.paths
+        # Ready once the kubelet registered this instance: a rolling update waits for it.
         self.http = HealthServer(
-            options.http_host, options.http_port, self.kubelet.problem, self.kubelet.problem
+            options.http_host, options.http_port, self.kubelet.problem, self.kubelet.not_ready
         )
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -60,7 +60,7 @@ class NodeState:
         self.labels = ManagementLabels(options.driver_name)
         self.cdi = namespace_specs(options.cdi_dir, options.driver_name)
         self.artifacts = ArtifactStore(options.artifact_dir)
-        self.checkpoint = open_checkpoint(options.checkpoint_path)
+        self.checkpoint = open_checkpoint(options.checkpoint_path, self._start_over)
         self.commits = GroupCommit(self.checkpoint)
         self.prepared: dict[str, PreparedClaim] = {}
         self.book = HealthBook(options, clock, rng or random.Random())  # noqa: S311 - jitter
@@ -70,23 +70,34 @@ class NodeState:
         self.changed = ChangeSignal()
 
     def recover(self) -> None:
-        """Load the checkpoint at start; rebuild it from CDI specs if it is unreadable."""
+        """Load the checkpoint at start; rebuild it if it is unreadable (_start_over)."""
         self.artifacts.ensure_root()
         self.cdi.directory.mkdir(parents=True, exist_ok=True)
-        try:
-            self.prepared = self.checkpoint.load()
-        except CheckpointCorrupt as exc:
-            CHECKPOINT_RECOVERIES.inc()
-            log_event(log, logging.ERROR, "checkpoint_corrupt", error=str(exc))
-            rebuilt = claims_from_records(self.cdi.recorded_devices())
-            self.prepared = self.checkpoint.update(lambda claims: claims.update(rebuilt))
-            log_event(log, logging.WARNING, "checkpoint_rebuilt", claims=len(rebuilt))
+        # Read through an (empty) update: an unreadable file is then moved aside and
+        # rebuilt under the same lock, whatever another instance does meanwhile.
+        self.prepared = self.checkpoint.update(lambda _claims: None)
         for claim in self.prepared.values():
             self.book.track(claim, just_prepared=False)
             if not self.cdi.exists(claim.uid):
                 self._write_cdi(claim)
                 log_event(log, logging.INFO, "cdi_spec_restored", claim_uid=claim.uid)
         PREPARED_CLAIMS.set(len(self.prepared))
+
+    def _start_over(self, unreadable: CheckpointCorrupt) -> dict[str, PreparedClaim]:
+        """What replaces an unreadable checkpoint: the claims recorded in the CDI specs on
+        the node (another instance's too, during a rolling update) and those this instance
+        holds, so no prepared claim is forgotten and left without token refreshes."""
+        rebuilt = claims_from_records(self.cdi.recorded_devices()) | self.prepared
+        CHECKPOINT_RECOVERIES.labels(reason=unreadable.kind).inc()
+        log_event(
+            log,
+            logging.ERROR,
+            "checkpoint_unreadable",
+            reason=unreadable.kind,
+            error=str(unreadable),
+            rebuilt_claims=len(rebuilt),
+        )
+        return rebuilt
 
     def known(self, claim: Claim) -> PreparedClaim | None:
         """The prepared state of this very claim (same UID, namespace and name)."""

@@ -1,7 +1,16 @@
-{{- define "space-dra.name" -}}space-dra{{- end -}}
+{{- define "space-dra.name" -}}
+{{ .Values.nameOverride | default "space-dra" | trunc 40 | trimSuffix "-" }}
+{{- end -}}
 
+{{/* Prefix of every object name. 50 characters leave room for suffixes such as
+"-namespace-config" within the 63 a label value (and a DaemonSet's pods) allow. */}}
 {{- define "space-dra.fullname" -}}
-{{- if contains "space-dra" .Release.Name -}}{{ .Release.Name | trunc 50 | trimSuffix "-" }}{{- else -}}{{ printf "%s-space-dra" .Release.Name | trunc 50 | trimSuffix "-" }}{{- end -}}
+{{- if .Values.fullnameOverride -}}
+{{ .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else -}}
+{{- $name := include "space-dra.name" . -}}
+{{- if contains $name .Release.Name -}}{{ .Release.Name | trunc 50 | trimSuffix "-" }}{{- else -}}{{ printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "space-dra.labels" -}}
@@ -9,7 +18,19 @@ app.kubernetes.io/name: {{ include "space-dra.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* An object's metadata.annotations (commonAnnotations), or nothing. Use after labels:
+  {{- include "space-dra.annotations" . | nindent 2 }} */}}
+{{- define "space-dra.annotations" -}}
+{{- with .Values.commonAnnotations -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end -}}
 {{- end -}}
 
 {{- define "space-dra.selector" -}}
@@ -17,16 +38,39 @@ app.kubernetes.io/name: {{ include "space-dra.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* A pod template's labels: the selector's, the component's and commonLabels. */}}
+{{- define "space-dra.podLabels" -}}
+{{ include "space-dra.selector" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
 {{- define "space-dra.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
 {{- end -}}
 
 {{- define "space-dra.deviceClassName" -}}
 {{ .Values.deviceClass.name | default .Values.driverName }}
 {{- end -}}
 
-{{- define "space-dra.controllerServiceAccount" -}}{{ include "space-dra.fullname" . }}-controller{{- end -}}
-{{- define "space-dra.pluginServiceAccount" -}}{{ include "space-dra.fullname" . }}-kubelet-plugin{{- end -}}
+{{/* A component's ServiceAccount name: its own, or the one the user brings. */}}
+{{- define "space-dra.serviceAccountName" -}}
+{{- $account := index .root.Values .component "serviceAccount" -}}
+{{- if $account.create -}}
+{{ $account.name | default (printf "%s-%s" (include "space-dra.fullname" .root) .suffix) }}
+{{- else -}}
+{{ required (printf "%s.serviceAccount.name is required when %s.serviceAccount.create is false: the chart binds its RBAC to that name" .component .component) $account.name }}
+{{- end -}}
+{{- end -}}
+
+{{- define "space-dra.controllerServiceAccount" -}}{{ include "space-dra.serviceAccountName" (dict "root" . "component" "controller" "suffix" "controller") }}{{- end -}}
+{{- define "space-dra.pluginServiceAccount" -}}{{ include "space-dra.serviceAccountName" (dict "root" . "component" "kubeletPlugin" "suffix" "kubelet-plugin") }}{{- end -}}
 {{- define "space-dra.tokenMinterRole" -}}{{ include "space-dra.fullname" . }}-token-minter{{- end -}}
 
 {{/* Every ClusterRole a claim may bind: what the controller needs "bind" on. */}}

@@ -1,0 +1,216 @@
+"""The warm pool: namespaces made ahead of claims, handed over with one write, never twice,
+never beyond the pool's cap, and replaced when the default settings change."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from lightkube.resources.core_v1 import Namespace, ServiceAccount
+from lightkube.resources.rbac_authorization_v1 import RoleBinding
+from lightkube.resources.resource_v1 import DeviceClass
+
+from space_dra.config import SOURCE_CLAIM, SOURCE_CLASS, Policy
+from space_dra.contract import (
+    DEFAULT_DRIVER_NAME,
+    TOKEN_MINTER_BINDING,
+    WORKLOAD_BINDING,
+    WORKLOAD_SERVICE_ACCOUNT,
+    ManagementLabels,
+)
+from space_dra.controller.warm import WarmOptions
+from space_dra.kube_memory import MemoryKube
+from tests.support.claims import make_claim, namespace_config, new_uid
+from tests.support.controller import (
+    SIGNER,
+    device_state,
+    eventually,
+    running_reconciler,
+    settled,
+)
+
+LABELS = ManagementLabels(DEFAULT_DRIVER_NAME)
+CLASS = "space"
+
+
+def device_class(**defaults: Any) -> DeviceClass:
+    body = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "DeviceClass",
+        "metadata": {"name": CLASS},
+        "spec": {
+            "config": [
+                {
+                    "opaque": {
+                        "driver": DEFAULT_DRIVER_NAME,
+                        "parameters": namespace_config(**defaults),
+                    }
+                }
+            ]
+        },
+    }
+    klass = DeviceClass.from_dict(body)
+    assert isinstance(klass, DeviceClass)
+    return klass
+
+
+def warm(size: int = 2, pool_size: int = 4) -> WarmOptions:
+    return WarmOptions(size=size, pool_size=pool_size, device_class=CLASS, policy=Policy())
+
+
+def filled(kube: MemoryKube, count: int) -> list[Namespace] | None:
+    """The ready warm namespaces once there are ``count`` of them."""
+    made = ready_warm(kube)
+    return made if len(made) == count else None
+
+
+def ready_warm(kube: MemoryKube) -> list[Namespace]:
+    return [
+        ns
+        for ns in kube.stored(Namespace)
+        if ns.metadata
+        and not ns.metadata.deletionTimestamp
+        and (ns.metadata.labels or {}).get(LABELS.warm, "")
+        and not (ns.metadata.labels or {}).get(LABELS.warm, "").startswith("filling-")
+    ]
+
+
+def in_namespace(kube: MemoryKube, res: type[Any], namespace: str) -> set[str]:
+    return {obj.metadata.name for obj in kube.stored(res) if obj.metadata.namespace == namespace}
+
+
+def class_config(**defaults: Any) -> list[tuple[str, dict[str, Any], list[str]]]:
+    return [(SOURCE_CLASS, namespace_config(**defaults), [])]
+
+
+async def test_the_pool_fills_with_complete_unclaimed_namespaces() -> None:
+    kube = MemoryKube()
+    kube.put(device_class(networkPolicy="deny-ingress"))
+    async with running_reconciler(kube, warm=warm()):
+        made = await eventually(lambda: filled(kube, 2), "filled")
+        for ns in made:
+            assert ns.metadata is not None and ns.metadata.labels is not None
+            name = ns.metadata.name or ""
+            assert (
+                LABELS.claim_uid not in ns.metadata.labels
+                or not ns.metadata.labels[LABELS.claim_uid]
+            )
+            assert in_namespace(kube, ServiceAccount, name) == {WORKLOAD_SERVICE_ACCOUNT}
+            assert in_namespace(kube, RoleBinding, name) == {WORKLOAD_BINDING, TOKEN_MINTER_BINDING}
+            assert SIGNER.verify(
+                (ns.metadata.annotations or {}).get(LABELS.ownership), name, "", "warm.namespace"
+            ), "signed, so only we ever delete it"
+            [owner] = ns.metadata.ownerReferences or []
+            assert (owner.kind, owner.name) == ("DeviceClass", CLASS), "uninstall removes it"
+
+
+async def test_a_default_claim_takes_one_with_two_writes_and_the_pool_refills() -> None:
+    kube = MemoryKube()
+    kube.put(device_class())
+    async with running_reconciler(kube, warm=warm()) as reconciler:
+        await eventually(lambda: len(ready_warm(kube)) == 2, "filled")
+        await settled(reconciler)
+        warm_names = {ns.metadata.name for ns in ready_warm(kube) if ns.metadata}
+        before = len(kube.calls)
+        uid = new_uid()
+        kube.put(make_claim(uid, configs=class_config()))
+        record = await eventually(lambda: device_state(kube).record, "ready")
+        assert record.namespace in warm_names
+        writes = [
+            call
+            for call in kube.calls[before:]
+            if (call.split()[0] in ("create", "replace", "apply") and "Namespace" in call)
+            or "ResourceClaimStatus" in call
+        ]
+        claim_writes = [
+            c for c in writes if c in ("replace Namespace", "apply ResourceClaimStatus")
+        ]
+        assert claim_writes[:2] == ["replace Namespace", "apply ResourceClaimStatus"]
+        [handed] = [
+            ns
+            for ns in kube.stored(Namespace)
+            if ns.metadata and ns.metadata.name == record.namespace
+        ]
+        assert handed.metadata is not None and handed.metadata.labels is not None
+        assert handed.metadata.labels[LABELS.claim_uid] == uid
+        assert LABELS.warm not in handed.metadata.labels
+        assert not handed.metadata.ownerReferences, "the claim's now: not removed with the class"
+        assert SIGNER.verify(
+            (handed.metadata.annotations or {}).get(LABELS.ownership),
+            record.namespace,
+            uid,
+            "space.slot-0",
+        )
+        await eventually(lambda: len(ready_warm(kube)) == 2, "refilled")
+
+
+async def test_a_claim_asking_for_more_gets_a_cold_namespace() -> None:
+    kube = MemoryKube()
+    kube.put(device_class())
+    async with running_reconciler(kube, warm=warm()):
+        await eventually(lambda: len(ready_warm(kube)) == 2, "filled")
+        warm_names = {ns.metadata.name for ns in ready_warm(kube) if ns.metadata}
+        own = [*class_config(), (SOURCE_CLAIM, namespace_config(role="view"), ["ns"])]
+        kube.put(make_claim(new_uid(), configs=own))
+        record = await eventually(lambda: device_state(kube).record, "ready")
+        assert record.namespace not in warm_names
+
+
+async def test_two_claims_never_share_a_warm_namespace() -> None:
+    kube = MemoryKube()
+    kube.put(device_class())
+    async with running_reconciler(kube, warm=warm(size=1, pool_size=4)) as reconciler:
+        await eventually(lambda: len(ready_warm(kube)) == 1, "filled")
+        kube.put(make_claim(new_uid(), name="a", configs=class_config()))
+        kube.put(make_claim(new_uid(), name="b", configs=class_config()))
+        a = await eventually(lambda: device_state(kube, "a").record, "a ready")
+        b = await eventually(lambda: device_state(kube, "b").record, "b ready")
+        assert a.namespace != b.namespace
+        await settled(reconciler)
+
+
+async def test_warm_namespaces_count_in_the_pool() -> None:
+    kube = MemoryKube()
+    kube.put(device_class())
+    async with running_reconciler(kube, warm=warm(size=2, pool_size=3)):
+        await eventually(lambda: len(ready_warm(kube)) == 2, "filled")
+        kube.put(make_claim(new_uid(), name="a", configs=class_config(role="view")))
+        kube.put(make_claim(new_uid(), name="b", configs=class_config(role="view")))
+        await eventually(lambda: device_state(kube, "b").record, "b ready")
+        # Two slots held: one warm namespace at most, the surplus one deleted.
+        await eventually(lambda: len(ready_warm(kube)) == 1, "shrunk to the free slots")
+        live = [
+            ns for ns in kube.stored(Namespace) if ns.metadata and not ns.metadata.deletionTimestamp
+        ]
+        assert len(live) <= 3
+
+
+async def test_changed_defaults_replace_the_pool() -> None:
+    kube = MemoryKube()
+    kube.put(device_class())
+    async with running_reconciler(kube, warm=warm()) as reconciler:
+        old = await eventually(lambda: filled(kube, 2), "filled")
+        old_names = {ns.metadata.name for ns in old if ns.metadata}
+        kube.put(device_class(podSecurity="restricted"))
+        assert reconciler.warm is not None
+        reconciler.warm.wake()
+
+        def replaced() -> bool:
+            names = {ns.metadata.name for ns in ready_warm(kube) if ns.metadata}
+            return len(names) == 2 and not names & old_names
+
+        await eventually(replaced, "replaced", within=10)
+        for ns in ready_warm(kube):
+            assert ns.metadata is not None and ns.metadata.labels is not None
+            assert ns.metadata.labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+async def test_the_sweep_leaves_warm_namespaces_to_the_pool() -> None:
+    kube = MemoryKube()
+    kube.put(device_class())
+    async with running_reconciler(kube, warm=warm()) as reconciler:
+        await eventually(lambda: len(ready_warm(kube)) == 2, "filled")
+        names = {ns.metadata.name for ns in ready_warm(kube) if ns.metadata}
+        await reconciler.sweep()
+        await asyncio.sleep(0.1)
+        assert {ns.metadata.name for ns in ready_warm(kube) if ns.metadata} == names
