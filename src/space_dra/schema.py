@@ -229,7 +229,8 @@ SETTINGS: Final = (
         "lifetimeSeconds",
         LIFETIME,
         None,
-        "Seconds the namespace lives, from when it is made. Then its pods are stopped (evicted "
+        "Seconds the namespace lives, from when it becomes the claim's (made for it, or taken "
+        "from the warm pool). Then its pods are stopped (evicted "
         "through a device taint where the cluster supports them), its credentials revoked, "
         "and it is deleted once no pod uses it, even while the claim is still referenced.",
         3600,

@@ -5,8 +5,9 @@ Where the cluster keeps device taints (``DRADeviceTaints``: beta and on in 1.36,
 the controller taints the expired slot ``NoExecute`` and Kubernetes evicts the pod; on older
 releases the pod's credentials stop working instead (every RoleBinding in the namespace and
 its ServiceAccount are deleted) and the pod is told by an Event. Either way this happens
-within 20-40 s of the namespace being made, the claim says ``NamespaceExpired``, the namespace
-goes once no pod uses it, and a new claim for a new pod works.
+within 20-40 s of the namespace becoming the claim's (made, or taken from the warm pool),
+the claim says ``NamespaceExpired``, the namespace goes once no pod uses it, and a new claim
+for a new pod works.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def test_an_expired_namespace_stops_its_pod_and_goes(
     expires_at = expiry_of(cluster, workspace, "short")
     annotations = cluster.kubectl_json("get", "namespace", namespace)["metadata"]["annotations"]
     assert parse_rfc3339(annotations[LABELS.expires_at]) == expires_at
-    made = expires_at.timestamp() - LIFETIME
+    made = expires_at.timestamp() - LIFETIME  # when it became the claim's
     code, out = kubectl_in_pod(cluster, workspace, "client", "get configmaps")
     assert code == 0, out
 
@@ -121,7 +122,7 @@ def test_an_expired_namespace_stops_its_pod_and_goes(
 
         cluster.wait_for("pod client's credentials refused", refused, timeout=60)
     elapsed = time.time() - made
-    print(f"stopped {elapsed:.1f}s after the namespace was made (taints: {taints_supported})")
+    print(f"stopped {elapsed:.1f}s after the namespace became the claim's", taints_supported)
     assert STOPPED_BETWEEN[0] - 1 <= elapsed <= STOPPED_BETWEEN[1], elapsed
 
     # The claim says so, with an Event.
