@@ -158,7 +158,6 @@ class Lifecycle:
         are still being provisioned, and a status write now would drop their entries.
         """
         now = self.clock()
-        present = {ns.name: ns for ns in self.namespaces.for_claim(view.uid)}
         outcomes: list[DeviceOutcome] = []
         changed: list[tuple[str, Health]] = []
         taints: dict[str, DeviceTaint] = {}
@@ -177,7 +176,9 @@ class Lifecycle:
             record = state.record
             if record is None:
                 return None
-            namespace = present.get(record.namespace)
+            namespace = self.namespaces.named(record.namespace)
+            if namespace is not None and namespace.claim_uid != view.uid:
+                namespace = None  # gone, and the name is another's now
             current = recorded_health(view, device)
             expires_at = record.expires_at or (namespace.expires_at if namespace else None)
             if expires_at is not None and now >= expires_at:
