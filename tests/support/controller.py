@@ -58,6 +58,7 @@ async def running_reconciler(
     rejection_memory_seconds: float = 300.0,
     policy: Policy | None = None,
     taints: SlotTaints | None = None,
+    signer: Signer = SIGNER,
     **changes: Any,
 ) -> AsyncIterator[Reconciler]:
     """The reconciler running (caches synced, first sweep done) until the block ends;
@@ -69,7 +70,7 @@ async def running_reconciler(
         policy=policy or Policy(),
     )
     options = replace(OPTIONS, provisioning=provisioning, **changes)
-    reconciler = Reconciler(kube, SIGNER, options, taints)
+    reconciler = Reconciler(kube, signer, options, taints)
     task = asyncio.create_task(reconciler.run())
     try:
         await eventually(lambda: reconciler.synced, "caches synced")

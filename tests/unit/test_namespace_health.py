@@ -22,6 +22,7 @@ from space_dra.contract import (
     NamespaceView,
 )
 from space_dra.controller.lifecycle import judge_health
+from space_dra.controller.ownership import Signer
 from space_dra.controller.status import DeviceOutcome, Health, device_status
 from space_dra.kube_memory import MemoryKube
 from tests.support.claims import (
@@ -205,3 +206,18 @@ def test_judge_health() -> None:
     assert judge_health(record, None, None) is not None
     assert judge_health(record, None, None).reason == "NamespaceDeleted"  # type: ignore[union-attr]
     assert judge_health(record, going, None).reason == "NamespaceTerminating"  # type: ignore[union-attr]
+
+
+async def test_a_changed_ownership_key_does_not_make_namespaces_look_gone() -> None:
+    kube = MemoryKube()
+    async with running_reconciler(kube):
+        kube.put(make_claim(new_uid()))
+        [name] = await provisioned(kube)
+    # The key Secret was replaced: our namespaces no longer verify (GC keeps them), but
+    # they are there, and the pods using them are fine.
+    async with running_reconciler(kube, signer=Signer(b"x" * 32)) as reconciler:
+        reconciler.requeue_all()
+        await settled(reconciler)
+
+    assert health(kube) is None
+    assert list(namespaces(kube)) == [name]
