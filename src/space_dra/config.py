@@ -35,6 +35,7 @@ from space_dra.schema_parse import (
     SOURCE_CLASS,
     ConfigError,
     parse_document,
+    rule,
     validate_mount_path,
 )
 
@@ -83,6 +84,7 @@ class Policy:
     allowed_network_policies: tuple[str, ...] = _POLICY_DEFAULTS["allowed_network_policies"]
     max_devices_per_claim: int = _POLICY_DEFAULTS["max_devices_per_claim"]
     allow_nested_claims: bool = _POLICY_DEFAULTS["allow_nested_claims"]
+    allowed_templates: tuple[str, ...] = _POLICY_DEFAULTS["allowed_templates"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class Settings:
     lifetime_seconds: int | None = _SETTING_DEFAULTS["lifetime_seconds"]
     env_prefix: str | None = _SETTING_DEFAULTS["env_prefix"]
     mount_path: str | None = _SETTING_DEFAULTS["mount_path"]
+    template: str | None = _SETTING_DEFAULTS["template"]
 
 
 def _check_declared(view: Any, declared: tuple[schema.Field, ...]) -> None:
@@ -164,7 +167,7 @@ def _check_policy_consistent(policy: Policy) -> None:
             and value is not None
             and not (item.kind.minimum <= value <= item.kind.maximum)
         ):
-            raise fail(item.name, f"must be {schema.rule(item.kind)}, got {value}")
+            raise fail(item.name, f"must be {rule(item.kind)}, got {value}")
     default, cap = policy.default_lifetime_seconds, policy.max_lifetime_seconds
     if default is not None and cap is not None and default > cap:
         raise fail("defaultLifetimeSeconds", f"{default} is above maxLifetimeSeconds {cap}")
@@ -254,6 +257,14 @@ def _check_within_policy(settings: Settings, policy: Policy, admin_access: bool)
             "generateName",
             f"{settings.generate_name!r} must start with one of "
             f"{', '.join(policy.allowed_name_prefixes)}",
+        )
+    if settings.template is not None and settings.template not in policy.allowed_templates:
+        allowed = ", ".join(policy.allowed_templates)
+        raise fail(
+            "template",
+            f"{settings.template!r} is not allowed; "
+            + (f"choose one of {allowed}" if allowed else "the policy allows no template")
+            + " (policy.allowedTemplates)",
         )
     for name, cap in policy.max_quota.items():
         requested = settings.quota.get(name)
@@ -350,6 +361,9 @@ def narrow(base: Policy, requested: Mapping[str, Any]) -> Policy:
                 updates[attr] = value if current is None else min(current, value)
             case "allow_nested_claims":
                 updates[attr] = current and value
+            case "allowed_templates":
+                # Nothing left is fine: a class may allow no template at all.
+                updates[attr] = tuple(v for v in value if v in current)
             case _:
                 raise AssertionError(f"no narrowing rule for policy field {attr}")
     narrowed = replace(base, **updates)

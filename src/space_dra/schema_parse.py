@@ -40,6 +40,41 @@ def _describe(source: str | None) -> str:
     )
 
 
+def rule(kind: schema.Kind) -> str:
+    """What a value of ``kind`` must be, in words (admission messages, the reference)."""
+    match kind:
+        case schema.Text():
+            return f"{kind.rule} (up to {kind.max_length} characters)"
+        case schema.NamePrefix():
+            return (
+                f"a lowercase prefix of up to {kind.max_length} characters [a-z0-9-], not "
+                f"starting with {' or '.join(kind.reserved_prefixes)}"
+            )
+        case schema.MountPath():
+            return (
+                f"a normalized absolute path at least {kind.min_depth} levels deep, outside "
+                f"{', '.join(kind.reserved_roots)}"
+            )
+        case schema.Choice():
+            return f"one of {', '.join(kind.options)}"
+        case schema.Integer():
+            return f"an integer from {kind.minimum} to {kind.maximum}"
+        case schema.Boolean():
+            return "true or false"
+        case schema.Quantities():
+            return (
+                f"a map of up to {kind.max_entries} resource names to non-negative quantities "
+                '(e.g. {pods: "10", requests.memory: 2Gi})'
+            )
+        case schema.LimitRange():
+            return f"a map of {', '.join(kind.kinds)} to maps of resource names to quantities"
+        case schema.ListOf():
+            size = "a non-empty list" if kind.min_items else "a list"
+            return f"{size} of up to {kind.max_items} entries, each {rule(kind.item)}"
+        case _:
+            assert_never(kind)
+
+
 def parse_value(path: str, kind: schema.Kind, value: Any) -> Any:
     """Check one JSON value against its schema kind; return it as the dataclasses hold it.
 

@@ -266,6 +266,26 @@ async def test_template_claim_uses_pod_claim_name_for_env_and_mount(harness: Har
     assert edits["mounts"][0]["containerPath"] == "/etc/my-space"
 
 
+async def test_a_claim_generated_for_a_pods_extended_resource_uses_the_fixed_names(
+    harness: Harness,
+) -> None:
+    # What the scheduler creates for a pod asking for the DeviceClass's extended resource.
+    name = "pod0-extended-resources-x7k2p"
+    uid = add_ready_claim(
+        harness,
+        name=name,
+        annotations={"resource.kubernetes.io/extended-resource-claim": "true"},
+    )
+    response = await harness.kubelet.prepare(("default", name, uid))
+    assert response.claims[uid].error == ""
+    spec = json.loads((harness.dirs.cdi / f"{DRIVER}-{uid}.json").read_text())
+    edits = spec["devices"][0]["containerEdits"]
+    assert "SPACE_KUBECONFIG=/etc/space/kubeconfig" in edits["env"]
+    assert f"SPACE_NAMESPACE=ephemeral-ns-{uid[:5]}" in edits["env"]
+    assert not any(e.startswith("POD0_") for e in edits["env"])
+    assert edits["mounts"][0]["containerPath"] == "/etc/space"
+
+
 async def test_opaque_config_overrides_env_prefix_mount_and_lifetime(harness: Harness) -> None:
     config = namespace_config(
         envPrefix="WORK", mountPath="/var/work/space", tokenExpirationSeconds=1200

@@ -57,6 +57,7 @@ async def running_reconciler(
     kube: MemoryKube,
     rejection_memory_seconds: float = 300.0,
     policy: Policy | None = None,
+    template_quota_wait_seconds: float = 30.0,
     taints: SlotTaints | None = None,
     signer: Signer = SIGNER,
     **changes: Any,
@@ -68,6 +69,7 @@ async def running_reconciler(
         PROVISIONING,
         rejection_memory_seconds=rejection_memory_seconds,
         policy=policy or Policy(),
+        template_quota_wait_seconds=template_quota_wait_seconds,
     )
     options = replace(OPTIONS, provisioning=provisioning, **changes)
     reconciler = Reconciler(kube, signer, options, taints)

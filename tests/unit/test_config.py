@@ -113,6 +113,7 @@ def test_class_policy_defaults_fill_what_the_claim_leaves_open() -> None:
             "networkPolicy",
             "not allowed",
         ),
+        ([claim(template="team-defaults")], "template", "policy.allowedTemplates"),
     ],
 )
 def test_rejections_name_the_field_and_what_to_change(

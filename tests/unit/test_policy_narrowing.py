@@ -34,6 +34,7 @@ STRICT = load_policy(
         "allowedNamePrefixes": ["team-"],
         "allowedNetworkPolicies": ["deny-all"],
         "maxDevicesPerClaim": 2,
+        "allowedTemplates": ["team-defaults", "ci-defaults"],
     }
 )
 
@@ -67,6 +68,7 @@ def test_a_class_cannot_widen_any_field() -> None:
         allowedNetworkPolicies=["none", "deny-all"],
         maxDevicesPerClaim=32,
         allowNestedClaims=True,
+        allowedTemplates=["ci-defaults", "kube-system"],
     )
     policy = resolve([widening], installation=STRICT).policy
     assert policy.allowed_roles == ("edit",)
@@ -77,7 +79,10 @@ def test_a_class_cannot_widen_any_field() -> None:
     assert policy.allowed_network_policies == ("deny-all",)
     assert policy.max_devices_per_claim == 2
     assert not policy.allow_nested_claims
+    assert policy.allowed_templates == ("ci-defaults",)
     for request in (
+        claim(template="kube-system"),
+        claim(template="team-defaults"),
         claim(role="admin"),
         claim(podSecurity="baseline"),
         claim(quota={"pods": "11"}),
@@ -89,6 +94,33 @@ def test_a_class_cannot_widen_any_field() -> None:
             resolve([widening, request], installation=STRICT)
     with pytest.raises(ConfigError, match="adminAccess"):
         resolve([widening], admin_access=True, installation=STRICT)
+
+
+def test_templates_are_the_intersection_and_a_class_may_allow_none() -> None:
+    assert resolve([], installation=STRICT).policy.allowed_templates == (
+        "team-defaults",
+        "ci-defaults",
+    )
+    chosen = resolve(
+        [klass(allowedTemplates=["ci-defaults"]), claim(template="ci-defaults")],
+        installation=STRICT,
+    )
+    assert chosen.settings.template == "ci-defaults"
+    assert chosen.policy.allowed_templates == ("ci-defaults",)
+    # A class that allows none of the installation's is not an error: it allows no template.
+    nothing = resolve([klass(allowedTemplates=["elsewhere"])], installation=STRICT)
+    assert nothing.policy.allowed_templates == ()
+    with pytest.raises(ConfigError) as caught:
+        resolve(
+            [klass(allowedTemplates=["elsewhere"]), claim(template="elsewhere")],
+            installation=STRICT,
+        )
+    assert caught.value.path == "template"
+    assert "allows no template" in str(caught.value)
+    assert "policy.allowedTemplates" in str(caught.value)
+    # The built-in policy allows none: an installation must name its templates.
+    with pytest.raises(ConfigError, match="template"):
+        resolve([claim(template="team-defaults")])
 
 
 def test_a_class_may_narrow_further() -> None:
@@ -144,6 +176,7 @@ POLICIES = st.fixed_dictionaries(
         "maxLifetimeSeconds": st.sampled_from([60, 3600]),
         "defaultLifetimeSeconds": st.sampled_from([30, 600, 7200]),
         "allowNestedClaims": st.booleans(),
+        "allowedTemplates": st.lists(st.sampled_from(["a", "b", "c"]), unique=True),
     },
 )
 
@@ -175,4 +208,5 @@ def test_narrowing_never_allows_more_than_the_installation(
     if policy.max_lifetime_seconds is not None and policy.default_lifetime_seconds is not None:
         assert policy.default_lifetime_seconds <= policy.max_lifetime_seconds
     assert policy.allow_nested_claims <= base.allow_nested_claims
+    assert set(policy.allowed_templates) <= set(base.allowed_templates)
     assert narrow(policy, {}) == policy

@@ -50,6 +50,7 @@ from space_dra.controller.refusals import (
     shape_refusal,
 )
 from space_dra.controller.status import DeviceOutcome, emit_event, emit_pod_events, write_status
+from space_dra.controller.templates import CopyRefused, TemplateCopier, TemplateUnavailable
 from space_dra.controller.warm import WarmPool, settings_key
 from space_dra.kube import Conflict, ControllerAPI, Invalid, KubeError, NotFound
 from space_dra.logs import log_event
@@ -70,6 +71,8 @@ class ProvisionerOptions:
     # The installation's policy; a DeviceClass's can only narrow it.
     policy: Policy = field(default_factory=Policy)
     dns: DnsServers = field(default_factory=DnsServers)
+    # How long a template's copies wait for the quota controller to count a new quota.
+    template_quota_wait_seconds: float = 30.0
 
 
 class ClaimGone(Exception):
@@ -92,6 +95,7 @@ class Provisioner:
         self.namespaces = namespaces
         self.labels = ManagementLabels(options.driver)
         self.refusals = Refusals()
+        self.templates = TemplateCopier(kube, self.labels, options.template_quota_wait_seconds)
         # Set by the reconciler when the warm pool is on.
         self.warm: WarmPool | None = None
         # Claim UID -> when provisioning it started (wall clock), for PROVISION_SECONDS.
@@ -225,12 +229,14 @@ class Provisioner:
         if warm is not None:
             # Complete already: one write made it the claim's; no Event (a second write).
             self.namespaces.created(warm)
-            return self._provisioned(view, device, label, warm.name, "warm", warm.expires_at)
+            return self._provisioned(view, device, label, warm, "warm")
+        settings = resolved.settings
         try:
-            if adopted is not None:
-                name, expires_at = adopted.name, adopted.expires_at
-            else:
-                created = await self.create_namespace(
+            # Read first: a template that cannot be used leaves nothing behind.
+            template = await self.templates.read(settings.template)
+            made = adopted
+            if made is None:
+                made = await self.create_namespace(
                     view.uid,
                     f"{view.namespace}/{view.name}",
                     device,
@@ -238,16 +244,29 @@ class Provisioner:
                     resolved.policy.max_token_expiration_seconds,
                     expiry(self.clock(), resolved.settings),
                 )
-                self.namespaces.created(created)
-                name, expires_at = created.name, created.expires_at
+                self.namespaces.created(made)
                 faults.point("controller-after-namespace-create")
+            name = made.name
             await self.fill(name, resolved.settings)
-        except Invalid as exc:
+            copies = await self.templates.copy(template, name, has_quota=bool(settings.quota))
+        except TemplateUnavailable as exc:
+            # An admin may create or label it meanwhile: remembered for a while only.
+            return await self._refuse(
+                view,
+                device,
+                label,
+                refusal_key,
+                "TemplateUnavailable",
+                f"template: {exc}",
+                time.monotonic() + self.options.rejection_memory_seconds,
+            )
+        except (Invalid, CopyRefused) as exc:
             # Any other KubeError is transient: the work queue retries. But the API
             # server refuses what this config makes (e.g. a quota on a resource it does
-            # not know): retrying cannot help. GC removes the half-filled namespace once
-            # the failure is recorded. An admission policy or webhook can be behind a
-            # 400/422 too, and may be fixed: remembered for a while only.
+            # not know, or a template's copy over the quota): retrying cannot help. GC
+            # removes the half-filled namespace once the failure is recorded. An admission
+            # policy or webhook can be behind a 400/422 too, and may be fixed: remembered
+            # for a while only.
             return await self._refuse(
                 view,
                 device,
@@ -257,20 +276,24 @@ class Provisioner:
                 f"the API server rejected the namespace's objects: {exc}",
                 time.monotonic() + self.options.rejection_memory_seconds,
             )
+        if copies:
+            log_event(
+                log,
+                logging.INFO,
+                "namespace_template_copied",
+                claim_uid=view.uid,
+                namespace=name,
+                template=settings.template,
+                copies=copies,
+            )
         faults.point("controller-after-namespace-contents")
         await emit_event(
             self.kube, view, "Normal", "NamespaceProvisioned", f"{label}: namespace {name} is ready"
         )
-        return self._provisioned(view, device, label, name, "cold", expires_at)
+        return self._provisioned(view, device, label, made, "cold")
 
     def _provisioned(
-        self,
-        view: ClaimView,
-        device: DeviceRef,
-        label: str,
-        name: str,
-        path: str,
-        expires_at: datetime | None,
+        self, view: ClaimView, device: DeviceRef, label: str, made: NamespaceView, path: str
     ) -> DeviceOutcome:
         PROVISIONED.labels("ok").inc()
         log_event(
@@ -280,13 +303,13 @@ class Provisioner:
             claim_uid=view.uid,
             claim=f"{view.namespace}/{view.name}",
             device=label,
-            namespace=name,
+            namespace=made.name,
             path=path,
         )
         return DeviceOutcome(
             device,
             record=NamespaceRecord(
-                name, WORKLOAD_SERVICE_ACCOUNT, self.options.pod_api_server, expires_at
+                made.name, WORKLOAD_SERVICE_ACCOUNT, self.options.pod_api_server, made.expires_at
             ),
         )
 

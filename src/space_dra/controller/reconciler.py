@@ -28,7 +28,6 @@ from space_dra.contract import (
     ManagementLabels,
     NamespaceView,
     RecordError,
-    slim_claim,
 )
 from space_dra.controller.consumers import ConsumerNodes
 from space_dra.controller.gc import Collector
@@ -39,6 +38,7 @@ from space_dra.controller.ownership import Signer
 from space_dra.controller.provision import ClaimGone, Provisioner, ProvisionerOptions
 from space_dra.controller.refusals import RETRIED_FAILURES
 from space_dra.controller.slices import SlotTaints
+from space_dra.controller.slim import slim_claim
 from space_dra.controller.warm import WarmOptions, WarmPool
 from space_dra.controller.workqueue import WorkQueue
 from space_dra.kube import ControllerAPI, KubeError

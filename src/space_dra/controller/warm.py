@@ -77,6 +77,8 @@ def settings_key(settings: Settings, policy: Policy) -> str:
         "limitRange": {kind: dict(values) for kind, values in settings.limit_range.items()},
         "networkPolicy": settings.network_policy,
         "maxTokenSeconds": policy.max_token_expiration_seconds,
+        # Only when set, so the keys of pools made before templates existed still match.
+        **({"template": settings.template} if settings.template else {}),
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -253,6 +255,11 @@ class WarmPool:
             resolved = resolve(configs, installation=self.options.policy)
         except ConfigError as exc:
             log_event(log, logging.WARNING, "warm_pool_defaults_invalid", error=str(exc))
+            self._defaults, self._key = None, ""
+            return
+        if resolved.settings.template is not None:
+            # A template is copied when a claim gets its namespace, not ahead of it (a
+            # warm copy would be as old as the namespace): no warm pool for such defaults.
             self._defaults, self._key = None, ""
             return
         self._defaults = resolved

@@ -101,7 +101,14 @@ class Planner:
                     Settings(token_expiration_seconds=self.options.default_token_seconds),
                     installation=self.options.policy,
                 ).settings
-                layout = device_layout(claim.uid, view.display_name, index, len(devices), settings)
+                layout = device_layout(
+                    claim.uid,
+                    view.display_name,
+                    index,
+                    len(devices),
+                    settings,
+                    extended_resource=view.extended_resource,
+                )
                 state = view.device_state(device)
             except (ConfigError, NamingError, RecordError) as exc:
                 raise ClaimError(f"claim {claim.uid}: device {label}: {exc}") from None

@@ -14,8 +14,8 @@
   message: "opaque parameters for {{ .Values.driverName }} must have apiVersion: space.resource.example.com/v1alpha1 and kind: NamespaceConfig"
   reason: Invalid
 - expression: >-
-    variables.ours.all(p, p.all(k, k in ['apiVersion', 'kind', 'generateName', 'role', 'podSecurity', 'quota', 'limitRange', 'networkPolicy', 'tokenExpirationSeconds', 'lifetimeSeconds', 'envPrefix', 'mountPath', 'policy']))
-  message: "NamespaceConfig has an unknown field; allowed: generateName, role, podSecurity, quota, limitRange, networkPolicy, tokenExpirationSeconds, lifetimeSeconds, envPrefix, mountPath (and policy in a DeviceClass)"
+    variables.ours.all(p, p.all(k, k in ['apiVersion', 'kind', 'generateName', 'role', 'podSecurity', 'quota', 'limitRange', 'networkPolicy', 'tokenExpirationSeconds', 'lifetimeSeconds', 'envPrefix', 'mountPath', 'template', 'policy']))
+  message: "NamespaceConfig has an unknown field; allowed: generateName, role, podSecurity, quota, limitRange, networkPolicy, tokenExpirationSeconds, lifetimeSeconds, envPrefix, mountPath, template (and policy in a DeviceClass)"
   reason: Invalid
 - expression: >-
     object.kind == 'DeviceClass' || variables.ours.all(p, !has(p.policy))
@@ -62,8 +62,12 @@
   message: "NamespaceConfig.mountPath must be a normalized absolute path at least 2 levels deep, outside /proc, /sys, /dev, /run/secrets, /var/run/secrets"
   reason: Invalid
 - expression: >-
-    variables.ours.all(p, !has(p.policy) || (type(p.policy) == map && p.policy.all(k, k in ['allowedRoles', 'minPodSecurity', 'maxQuota', 'minTokenExpirationSeconds', 'maxTokenExpirationSeconds', 'maxLifetimeSeconds', 'defaultLifetimeSeconds', 'allowedNamePrefixes', 'allowedNetworkPolicies', 'maxDevicesPerClaim', 'allowNestedClaims'])))
-  message: "NamespaceConfig.policy must be an object with the fields allowedRoles, minPodSecurity, maxQuota, minTokenExpirationSeconds, maxTokenExpirationSeconds, maxLifetimeSeconds, defaultLifetimeSeconds, allowedNamePrefixes, allowedNetworkPolicies, maxDevicesPerClaim, allowNestedClaims"
+    variables.ours.all(p, !has(p.template) || (type(p.template) == string && size(p.template) >= 1 && size(p.template) <= 63 && p.template.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')))
+  message: "NamespaceConfig.template must be the name of a namespace (up to 63 characters)"
+  reason: Invalid
+- expression: >-
+    variables.ours.all(p, !has(p.policy) || (type(p.policy) == map && p.policy.all(k, k in ['allowedRoles', 'minPodSecurity', 'maxQuota', 'minTokenExpirationSeconds', 'maxTokenExpirationSeconds', 'maxLifetimeSeconds', 'defaultLifetimeSeconds', 'allowedNamePrefixes', 'allowedNetworkPolicies', 'maxDevicesPerClaim', 'allowNestedClaims', 'allowedTemplates'])))
+  message: "NamespaceConfig.policy must be an object with the fields allowedRoles, minPodSecurity, maxQuota, minTokenExpirationSeconds, maxTokenExpirationSeconds, maxLifetimeSeconds, defaultLifetimeSeconds, allowedNamePrefixes, allowedNetworkPolicies, maxDevicesPerClaim, allowNestedClaims, allowedTemplates"
   reason: Invalid
 - expression: >-
     variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.allowedRoles) || (type(p.policy.allowedRoles) == list && size(p.policy.allowedRoles) >= 1 && size(p.policy.allowedRoles) <= 64 && p.policy.allowedRoles.all(k0, type(k0) == string && size(k0) >= 1 && size(k0) <= 253 && k0.matches('^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$'))))
@@ -108,5 +112,9 @@
 - expression: >-
     variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.allowNestedClaims) || (type(p.policy.allowNestedClaims) == bool))
   message: "NamespaceConfig.policy.allowNestedClaims must be true or false"
+  reason: Invalid
+- expression: >-
+    variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.allowedTemplates) || (type(p.policy.allowedTemplates) == list && size(p.policy.allowedTemplates) <= 64 && p.policy.allowedTemplates.all(k0, type(k0) == string && size(k0) >= 1 && size(k0) <= 63 && k0.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))))
+  message: "NamespaceConfig.policy.allowedTemplates must be a list of up to 64 entries, each the name of a namespace (up to 63 characters)"
   reason: Invalid
 {{- end }}
