@@ -11,6 +11,7 @@ from typing import Any, Final
 from space_dra import schema
 from space_dra.contract import CONFIG_API_VERSION, CONFIG_KIND
 from space_dra.schema_json import GENERATED_BY, flow
+from space_dra.schema_parse import rule
 from space_dra.schema_types import Group, Json, Value
 from space_dra.schema_values import VALUES
 
@@ -25,10 +26,15 @@ def _shown(item: schema.Field) -> Any:
 
 
 def _shown_policy(item: schema.Field) -> Any:
-    """The default, except where the example's settings need more: its `template`."""
+    """The default, except where it has none (unset: the example) or where the example's
+    settings need more: its `template`."""
     if item.name == "allowedTemplates":
         return [schema.field_named(schema.SETTINGS, "template").example]
-    return item.default
+    return item.example if item.default is None else item.default
+
+
+def _unset(item: schema.Field) -> str:
+    return "default: " + item.default_doc.replace("`", "") if item.default is None else ""
 
 
 def _comment(item: schema.Field) -> str:
@@ -47,7 +53,9 @@ def example_yaml() -> str:
     rows = [(f"apiVersion: {CONFIG_API_VERSION}", ""), (f"kind: {CONFIG_KIND}", "")]
     rows += [(f"{item.name}: {flow(_shown(item))}", _comment(item)) for item in schema.SETTINGS]
     rows.append(("policy:", "DeviceClass only"))
-    rows += [(f"  {item.name}: {flow(_shown_policy(item))}", "") for item in schema.POLICY]
+    rows += [
+        (f"  {item.name}: {flow(_shown_policy(item))}", _unset(item)) for item in schema.POLICY
+    ]
     lines = [
         f"{text:<{_COMMENT_COLUMN - 2}}  # {comment}" if comment else text for text, comment in rows
     ]
@@ -96,6 +104,10 @@ A NamespaceConfig is judged twice:
    fit gets the condition `NamespaceFailed` naming the field and what to change, and
    nothing is created.
 
+A request with `adminAccess: true` is refused whatever the policy says: a namespace slot has
+no read-only view to share, and a namespace of its own would not count against the pool
+([security.md, "Admin access"](security.md#admin-access)).
+
 ```yaml
 {{example}}```
 """
@@ -108,7 +120,7 @@ def _field_section(item: schema.Field, claim: bool) -> list[str]:
         "",
         item.doc,
         "",
-        f"- **Type:** {schema.rule(item.kind)}",
+        f"- **Type:** {rule(item.kind)}",
         f"- **Default:** {default}",
     ]
     if claim:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2
 
-from space_dra.contract import WORKLOAD_SERVICE_ACCOUNT
+from space_dra.contract import CONDITION_HEALTHY, WORKLOAD_SERVICE_ACCOUNT
 from space_dra.plugin.server import PluginServer
 from space_dra.proto.dra.v1 import api_pb2 as v1
 from space_dra.proto.dra.v1beta1 import api_pb2 as v1beta1
@@ -24,6 +24,7 @@ from space_dra.proto.pluginregistration import api_pb2 as reg
 from tests.protocol.conftest import Dirs, Harness, Kubelet, serving
 from tests.support.claims import (
     SERVER,
+    condition,
     failed_device,
     make_claim,
     namespace_config,
@@ -395,6 +396,18 @@ async def test_batch_answers_every_uid_and_writes_nothing_for_failures(harness: 
         make_claim(uid, name="failed", status_devices=[failed_device("slot-0", "quota too big")])
     )
     bad["quota too big"] = ("default", "failed", uid)
+
+    uid = new_uid()
+    expired = ready_device("slot-0", "gone-ns")
+    expired["conditions"].append(
+        condition(CONDITION_HEALTHY, "False", "NamespaceExpired", "gone-ns expired at noon")
+    )
+    harness.kube.put_claim(make_claim(uid, name="expired", status_devices=[expired]))
+    bad["namespace gone-ns: NamespaceExpired: gone-ns expired at noon"] = (
+        "default",
+        "expired",
+        uid,
+    )
 
     uid = new_uid()
     harness.kube.put_claim(

@@ -12,8 +12,8 @@ from space_dra.contract import (
     EXTENDED_RESOURCE_CLAIM_ANNOTATION,
     POD_CLAIM_NAME_ANNOTATION,
     ClaimView,
-    slim_claim,
 )
+from space_dra.controller.slim import slim_claim
 from tests.support.claims import make_claim, namespace_config, new_uid, ready_device
 
 FOREIGN = "gpu.example.com"

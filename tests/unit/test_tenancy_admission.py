@@ -205,3 +205,29 @@ def test_claims_are_judged_as_before(judge: Judge) -> None:
     assert ours == [] and foreign == []
     assert len(too_many) == 1 and "a claim may ask for at most 4" in too_many[0]
     assert len(nested) == 1 and "cannot claim another namespace" in nested[0]
+
+
+def test_admin_access_is_refused_for_our_class_only(judge: Judge) -> None:
+    """docs/security.md, "Admin access"; the controller refuses it for any class too."""
+
+    def claim(device_class: str, admin: bool, template: bool = False) -> dict[str, Any]:
+        request = {"deviceClassName": device_class, "adminAccess": admin}
+        spec = {"devices": {"requests": [{"name": "r", "exactly": request}]}}
+        kind = "ResourceClaimTemplate" if template else "ResourceClaim"
+        return {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": kind,
+            "metadata": {"name": "c", "namespace": "team-a"},
+            "spec": {"spec": spec} if template else spec,
+        }
+
+    ours, in_template, plain, foreign = denials(
+        judge,
+        (claim(DEFAULT_DRIVER_NAME, True), PLAIN),
+        (claim(DEFAULT_DRIVER_NAME, True, template=True), PLAIN),
+        (claim(DEFAULT_DRIVER_NAME, False), PLAIN),
+        (claim("gpu.example.com", True), PLAIN),
+    )
+    assert len(ours) == 1 and "adminAccess is not supported" in ours[0]
+    assert in_template == ours
+    assert plain == [] and foreign == []

@@ -15,7 +15,9 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.resource_v1 import ResourceClaim
@@ -34,6 +36,7 @@ from space_dra.contract import (
 )
 from space_dra.controller.manifests import (
     DnsServers,
+    expiry,
     namespace_contents,
     namespace_object,
     random_name,
@@ -52,6 +55,7 @@ from space_dra.controller.warm import WarmPool, settings_key
 from space_dra.kube import Conflict, ControllerAPI, Invalid, KubeError, NotFound
 from space_dra.logs import log_event
 from space_dra.metrics import FAILURES, PROVISION_SECONDS, PROVISIONED, WARM_HANDOVERS
+from space_dra.times import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +86,10 @@ class Provisioner:
         options: ProvisionerOptions,
         signer: Signer,
         namespaces: ManagedNamespaces,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.kube = kube
+        self.clock = clock
         self.options = options
         self.signer = signer
         self.namespaces = namespaces
@@ -210,35 +216,37 @@ class Provisioner:
         adopted = self._adopt(device, existing)
         warm = None
         if adopted is None and self.warm is not None:
+            # A warm namespace's lifetime starts when it becomes the claim's.
             warm = await self.warm.hand_over(
                 settings_key(resolved.settings, resolved.policy),
                 view.uid,
                 f"{view.namespace}/{view.name}",
                 device,
                 nodes,
+                expiry(self.clock(), resolved.settings),
             )
         WARM_HANDOVERS.labels("warm" if warm is not None else "cold").inc()
         if warm is not None:
             # Complete already: one write made it the claim's; no Event (a second write).
             self.namespaces.created(warm)
-            return self._provisioned(view, device, label, warm.name, "warm")
+            return self._provisioned(view, device, label, warm, "warm")
         settings = resolved.settings
         try:
             # Read first: a template that cannot be used leaves nothing behind.
             template = await self.templates.read(settings.template)
-            if adopted is not None:
-                name = adopted.name
-            else:
-                created = await self.create_namespace(
+            made = adopted
+            if made is None:
+                made = await self.create_namespace(
                     view.uid,
                     f"{view.namespace}/{view.name}",
                     device,
                     resolved.settings,
                     resolved.policy.max_token_expiration_seconds,
+                    expiry(self.clock(), resolved.settings),
                 )
-                self.namespaces.created(created)
-                name = created.name
+                self.namespaces.created(made)
                 faults.point("controller-after-namespace-create")
+            name = made.name
             await self.fill(name, resolved.settings)
             copies = await self.templates.copy(template, name, has_quota=bool(settings.quota))
         except TemplateUnavailable as exc:
@@ -282,10 +290,10 @@ class Provisioner:
         await emit_event(
             self.kube, view, "Normal", "NamespaceProvisioned", f"{label}: namespace {name} is ready"
         )
-        return self._provisioned(view, device, label, name, "cold")
+        return self._provisioned(view, device, label, made, "cold")
 
     def _provisioned(
-        self, view: ClaimView, device: DeviceRef, label: str, name: str, path: str
+        self, view: ClaimView, device: DeviceRef, label: str, made: NamespaceView, path: str
     ) -> DeviceOutcome:
         PROVISIONED.labels("ok").inc()
         log_event(
@@ -295,12 +303,14 @@ class Provisioner:
             claim_uid=view.uid,
             claim=f"{view.namespace}/{view.name}",
             device=label,
-            namespace=name,
+            namespace=made.name,
             path=path,
         )
         return DeviceOutcome(
             device,
-            record=NamespaceRecord(name, WORKLOAD_SERVICE_ACCOUNT, self.options.pod_api_server),
+            record=NamespaceRecord(
+                made.name, WORKLOAD_SERVICE_ACCOUNT, self.options.pod_api_server, made.expires_at
+            ),
         )
 
     async def _refuse(
@@ -343,6 +353,7 @@ class Provisioner:
         device: DeviceRef,
         settings: Settings,
         max_token_seconds: int | None = None,
+        expires_at: datetime | None = None,
     ) -> NamespaceView:
         """Create a fresh namespace; retry with another suffix if the name is taken."""
         last_error: Conflict | None = None
@@ -358,6 +369,7 @@ class Provisioner:
                     device,
                     settings,
                     max_token_seconds,
+                    expires_at,
                 )
                 created: Namespace = await self.kube.create(namespace)
                 return NamespaceView.of(created, self.labels)
