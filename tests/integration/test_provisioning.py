@@ -16,6 +16,7 @@ from space_dra.contract import TOKEN_MINTER_BINDING, WORKLOAD_BINDING, WORKLOAD_
 from tests.support.hostdriver import HostDriver, metric
 from tests.support.workloads import (
     LABELS,
+    assert_pod_told_of_refusal,
     claim_json,
     claim_manifest,
     events_for,
@@ -210,8 +211,7 @@ def test_invalid_config_fails_cleanly_with_nothing_created(
     assert "role" in message and "cluster-admin" in message and "choose one of" in message
     uid = claim_json(local_cluster, workspace, "greedy")["metadata"]["uid"]
     assert managed_namespaces(local_cluster, uid) == []
-    pod = local_cluster.kubectl_json("get", "pod", "p", "-n", workspace)
-    assert not pod["spec"].get("nodeName"), "a pod must not bind to a failed namespace"
+    assert_pod_told_of_refusal(local_cluster, workspace, "p", "InvalidNamespaceConfig")
     # The scheduler re-allocates the claim every few seconds; the refusal is not repeated.
     time.sleep(15)
     refused = [
@@ -243,8 +243,7 @@ def test_objects_the_api_server_rejects_fail_the_claim_and_leave_nothing(
     )
     warnings = [e for e in events_for(local_cluster, workspace, "odd") if e["type"] == "Warning"]
     assert any(e["reason"] == "NamespaceRejected" for e in warnings)
-    pod = local_cluster.kubectl_json("get", "pod", "p", "-n", workspace)
-    assert not pod["spec"].get("nodeName"), "a pod must not bind to a failed namespace"
+    assert_pod_told_of_refusal(local_cluster, workspace, "p", "NamespaceRejected")
     # The scheduler answers the failure by re-allocating the claim about every 7 s; the
     # same config is refused from memory then, without making another namespace.
     time.sleep(15)

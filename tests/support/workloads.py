@@ -196,3 +196,27 @@ def events_for(cluster: ClusterHandle, namespace: str, name: str) -> list[dict[s
         "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
     )["items"]
     return items
+
+
+def binding_conditions_published(cluster: ClusterHandle, driver: str = DEFAULT_DRIVER_NAME) -> bool:
+    """Whether the driver's slots carry binding conditions (the cluster keeps them: 1.36+)."""
+    slices = cluster.kubectl_json(
+        "get", "resourceslices", "--field-selector", f"spec.driver={driver}"
+    )["items"]
+    return any(d.get("bindingConditions") for s in slices for d in s["spec"].get("devices", []))
+
+
+def assert_pod_told_of_refusal(
+    cluster: ClusterHandle, namespace: str, pod: str, reason: str, timeout: float = 30
+) -> None:
+    """With binding conditions the pod never binds to a failed namespace; without them it
+    binds, and the refusal is reported on it (an Event naming the claim and the reason)."""
+    if binding_conditions_published(cluster):
+        body = cluster.kubectl_json("get", "pod", pod, "-n", namespace)
+        assert not body["spec"].get("nodeName"), "a pod must not bind to a failed namespace"
+        return
+    cluster.wait_for(
+        f"a {reason} Event on pod {pod}",
+        lambda: any(e["reason"] == reason for e in events_for(cluster, namespace, pod)),
+        timeout=timeout,
+    )

@@ -231,3 +231,22 @@ def test_admin_access_is_refused_for_our_class_only(judge: Judge) -> None:
     assert len(ours) == 1 and "adminAccess is not supported" in ours[0]
     assert in_template == ours
     assert plain == [] and foreign == []
+
+
+def test_every_policy_compiles_on_the_oldest_supported_api_server(vapcheck: Any) -> None:
+    """vapcheck compiles with 1.34's CEL library: a function only newer releases offer
+    (lists' flatten, say) would make the chart fail to install there."""
+    policies = [doc for doc in render() if doc["kind"] == "ValidatingAdmissionPolicy"]
+    assert len(policies) >= 5
+    for policy in policies:
+        spec = {
+            "variables": policy["spec"].get("variables", []),
+            "validations": policy["spec"]["validations"],
+            "objects": [],
+            "namespaces": [],
+        }
+        result = subprocess.run(
+            [str(vapcheck)], input=json.dumps(spec), capture_output=True, text=True, check=True
+        )
+        errors = json.loads(result.stdout)["compileErrors"]
+        assert errors == [], f"{policy['metadata']['name']}: {errors}"

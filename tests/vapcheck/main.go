@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/json"
+	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apiserver/pkg/admission"
 	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
@@ -111,11 +112,16 @@ func main() {
 	}
 }
 
-// compileErrors compiles as the API server does when the policy is created or
-// updated (NewExpressions: only what this version's CEL library offers).
+// oldestCompatibility is the CEL compatibility version of the oldest supported API server
+// (1.34 compiles new expressions against its predecessor's library, 1.33). A policy must be
+// accepted there too: a library function added later (lists' flatten, say) is refused.
+var oldestCompatibility = version.MajorMinor(1, 33)
+
+// compileErrors compiles as the oldest supported API server does when the policy is created
+// or updated (NewExpressions: only what its CEL library offers).
 func compileErrors(in input) []string {
 	errs := []string{}
-	compiler, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
+	compiler, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(oldestCompatibility))
 	if err != nil {
 		return []string{err.Error()}
 	}
