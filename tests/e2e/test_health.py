@@ -27,6 +27,7 @@ import pytest
 from localcluster import ClusterHandle
 from space_dra.contract import TOKEN_MINTER_BINDING
 from tests.support.chart import ChartRelease
+from tests.support.features import kubelet_gates
 from tests.support.workloads import claim_manifest, pod_manifest, wait_claim_ready
 
 pytestmark = pytest.mark.e2e
@@ -52,6 +53,11 @@ JSONPATH = "{.status.containerStatuses[*].allocatedResourcesStatus}"
 @pytest.fixture(scope="module")
 def health_chart(local_cluster: ClusterHandle, chart: ChartRelease) -> Iterator[ChartRelease]:
     """The package's release, upgraded (or re-installed) with short health timings."""
+    if not kubelet_gates(local_cluster, local_cluster.node_name).get("ResourceHealthStatus"):
+        pytest.skip(
+            f"the kubelet of Kubernetes {local_cluster.kubernetes_version} does not watch device "
+            "health (ResourceHealthStatus is off; on by default from 1.36)"
+        )
     original = dict(chart.values)
     chart.values = {**original, **HEALTH_VALUES}
     chart.install()
@@ -67,9 +73,11 @@ def _wait_one_plugin_pod(cluster: ClusterHandle, chart: ChartRelease) -> None:
     # During the rolling update the old and the new plugin pod are both registered.
     def settled() -> bool:
         pods = chart.pods("kubelet-plugin")
-        return len(pods) == 1 and not pods[0]["metadata"].get("deletionTimestamp")
+        nodes = sorted(p["spec"].get("nodeName", "") for p in pods)
+        deleting = any(p["metadata"].get("deletionTimestamp") for p in pods)
+        return nodes == sorted(cluster.node_names) and not deleting
 
-    cluster.wait_for("one kubelet plugin pod", settled, timeout=120)
+    cluster.wait_for("one kubelet plugin pod per node", settled, timeout=120)
 
 
 def allocated_resources_status(cluster: ClusterHandle, namespace: str, pod: str) -> str:
