@@ -20,3 +20,12 @@ def kubelet_gates(cluster: ClusterHandle, node: str) -> dict[str, bool]:
 def _gates(cluster: ClusterHandle, path: str) -> dict[str, bool]:
     metrics = cluster.kubectl("get", "--raw", path)
     return {name: value == "1" for name, _stage, value in FEATURE.findall(metrics)}
+
+
+def binding_conditions_available(cluster: ClusterHandle) -> bool:
+    """Whether the API server keeps ResourceSlice ``bindingConditions`` (beta, on from 1.36).
+
+    Without them the driver publishes plain devices: a pod binds as soon as its claim is
+    allocated and the kubelet plugin's bounded wait covers the rest (docs/compatibility.md).
+    """
+    return api_server_gates(cluster).get("DRADeviceBindingConditions", False)
