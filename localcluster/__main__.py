@@ -11,6 +11,7 @@ import time
 
 from localcluster import driverimage, fetch, pin, releases
 from localcluster.cluster import DEFAULT_NODES, NODES_ENV, ClusterMismatch, LocalCluster
+from localcluster.owner import ClusterBusy
 from localcluster.processes import ComponentFailed, log_tail
 
 
@@ -125,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
 def _up(cluster: LocalCluster) -> int:
     try:
         cluster.up()
-    except ClusterMismatch as exc:
+    except (ClusterMismatch, ClusterBusy) as exc:
         print(f"localcluster: {exc}", file=sys.stderr)
         return 2
     except ComponentFailed as exc:
@@ -169,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         exe = h.kubectl_path if args.cmd == "kubectl" else h.helm_path
         os.execve(str(exe), [str(exe), "--kubeconfig", str(h.kubeconfig), *args.args], h.env())
     if args.cmd == "down":
-        notes = cluster.down(purge=args.purge)
+        try:
+            notes = cluster.down(purge=args.purge)
+        except ClusterBusy as exc:
+            print(f"localcluster: {exc}", file=sys.stderr)
+            return 2
         for note in [*notes, "cluster down"]:
             fetch.say(note)
         return 0

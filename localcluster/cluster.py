@@ -25,6 +25,7 @@ from localcluster import (
     images,
     mounts,
     nodens,
+    owner,
     releases,
     versions,
 )
@@ -188,6 +189,7 @@ class LocalCluster:
         self._check_release()
         t0 = time.monotonic()
         lay = self.layout
+        owner.claim(lay.state)
         bins = fetch.ensure_all(lay, self.release)
         pause = fetch.pause_binary(lay)
         if (lay.pki / "ca.crt").exists() and lay.run.exists():
@@ -358,6 +360,8 @@ class LocalCluster:
     def down(self, purge: bool = False) -> list[str]:
         """Stop what ``up`` started, unmount, undo host network changes. Returns notes."""
         lay = self.layout
+        # The machine-wide cleanup below would break another checkout's running cluster.
+        owner.check(lay.state, "clean up the local cluster")
         notes: list[str] = []
         bins = self.bins()
         nodes = self._recorded_nodes()
@@ -399,6 +403,7 @@ class LocalCluster:
             shutil.rmtree(paths.KUBELET_ROOT, ignore_errors=True)
             shutil.rmtree(lay.state, ignore_errors=True)
             notes.append(f"removed {lay.state} and {paths.KUBELET_ROOT}")
+        owner.release(lay.state)
         return notes
 
     # --- status -----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -207,6 +208,14 @@ def test_no_dra_errors_in_component_logs_at_start(
             assert "Creating Dynamic Resource Allocation (DRA) manager" in since_start, name
 
 
+def _lower_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k.lower(): _lower_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_lower_keys(v) for v in value]
+    return value
+
+
 def test_scheduler_runs_dynamic_resources_plugin(local_cluster: ClusterHandle) -> None:
     pki = local_cluster.state_dir / "pki"
     ctx = ssl.create_default_context()
@@ -215,8 +224,10 @@ def test_scheduler_runs_dynamic_resources_plugin(local_cluster: ClusterHandle) -
     ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
     with urllib.request.urlopen("https://127.0.0.1:10259/configz", context=ctx, timeout=10) as r:
         configz = json.load(r)
-    profiles = configz["componentconfig"]["profiles"]
-    enabled = [p["name"] for p in profiles[0]["plugins"]["multiPoint"]["enabled"]]
+    # Up to 1.35 /configz shows the internal Go field names (Profiles, Plugins, ...); from 1.36
+    # the versioned ones (profiles, plugins, ...).
+    config = _lower_keys(configz["componentconfig"])
+    enabled = [p["name"] for p in config["profiles"][0]["plugins"]["multipoint"]["enabled"]]
     assert "DynamicResources" in enabled
 
 

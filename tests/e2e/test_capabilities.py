@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from localcluster import ClusterHandle, releases
 from space_dra.contract import DEFAULT_DRIVER_NAME
 from space_dra.kubeletplugin.health import HEALTH_VERSIONS
 from tests.support.chart import ChartRelease
+from tests.support.features import api_server_gates, kubelet_gates
 from tests.support.workloads import claim_manifest, pod_manifest, wait_claim_ready
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +35,6 @@ GATES = (
     "DRAAdminAccess",
     "DRAPrioritizedList",
 )
-FEATURE = re.compile(r'^kubernetes_feature_enabled\{name="([^"]+)",stage="([^"]*)"\} (\d)', re.M)
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +47,10 @@ def facts() -> Iterator[dict[str, Any]]:
         Path(target).write_text(json.dumps(observed, indent=1, sort_keys=True) + "\n")
 
 
-def feature_gates(cluster: ClusterHandle, path: str) -> dict[str, bool]:
-    metrics = cluster.kubectl("get", "--raw", path)
-    return {name: value == "1" for name, _stage, value in FEATURE.findall(metrics)}
-
-
 def test_binding_conditions_follow_the_cluster(
     local_cluster: ClusterHandle, chart: ChartRelease, facts: dict[str, Any]
 ) -> None:
-    gates = feature_gates(local_cluster, "/metrics")
+    gates = api_server_gates(local_cluster)
     facts["feature_gates"] = {g: gates[g] for g in GATES if g in gates}
     slices = local_cluster.kubectl_json(
         "get", "resourceslices", "--field-selector", f"spec.driver={DEFAULT_DRIVER_NAME}"
@@ -75,8 +69,7 @@ def test_device_health_reaches_pod_status_where_the_kubelet_watches_it(
     local_cluster: ClusterHandle, chart: ChartRelease, workspace: str, facts: dict[str, Any]
 ) -> None:
     node = local_cluster.node_name
-    kubelet_gates = feature_gates(local_cluster, f"/api/v1/nodes/{node}/proxy/metrics")
-    watched = kubelet_gates.get("ResourceHealthStatus", False)
+    watched = kubelet_gates(local_cluster, node).get("ResourceHealthStatus", False)
     local_cluster.apply(claim_manifest(workspace, "health"))
     local_cluster.apply(
         pod_manifest(workspace, "p", local_cluster.testbox_image, claim="health", node=node)

@@ -30,8 +30,8 @@ from space_dra.contract import (
     ManagementLabels,
 )
 from space_dra.times import parse_rfc3339
-from tests.e2e.test_capabilities import feature_gates
 from tests.support.chart import ChartRelease
+from tests.support.features import api_server_gates
 from tests.support.workloads import (
     claim_json,
     claim_manifest,
@@ -94,7 +94,7 @@ def test_an_expired_namespace_stops_its_pod_and_goes(
     local_cluster: ClusterHandle, chart: ChartRelease, workspace: str
 ) -> None:
     cluster = local_cluster
-    taints_supported = feature_gates(cluster, "/metrics").get("DRADeviceTaints", False)
+    taints_supported = api_server_gates(cluster).get("DRADeviceTaints", False)
     cluster.apply(claim_manifest(workspace, "short", config=lifetime_config(LIFETIME)))
     cluster.apply(pod_manifest(workspace, "client", cluster.testbox_image, claim="short"))
     cluster.wait_pod_ready(workspace, "client", timeout=120)

@@ -17,6 +17,7 @@ credential check at most ``credentialCheckInterval`` (+20 % jitter) after the fa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ import pytest
 from localcluster import ClusterHandle
 from space_dra.contract import TOKEN_MINTER_BINDING
 from tests.support.chart import ChartRelease
+from tests.support.features import kubelet_gates
 from tests.support.workloads import claim_manifest, pod_manifest, wait_claim_ready
 
 pytestmark = pytest.mark.e2e
@@ -52,6 +54,11 @@ JSONPATH = "{.status.containerStatuses[*].allocatedResourcesStatus}"
 @pytest.fixture(scope="module")
 def health_chart(local_cluster: ClusterHandle, chart: ChartRelease) -> Iterator[ChartRelease]:
     """The package's release, upgraded (or re-installed) with short health timings."""
+    if not kubelet_gates(local_cluster, local_cluster.node_name).get("ResourceHealthStatus"):
+        pytest.skip(
+            f"the kubelet of Kubernetes {local_cluster.kubernetes_version} does not watch device "
+            "health (ResourceHealthStatus is off; on by default from 1.36)"
+        )
     original = dict(chart.values)
     chart.values = {**original, **HEALTH_VALUES}
     chart.install()
@@ -67,9 +74,11 @@ def _wait_one_plugin_pod(cluster: ClusterHandle, chart: ChartRelease) -> None:
     # During the rolling update the old and the new plugin pod are both registered.
     def settled() -> bool:
         pods = chart.pods("kubelet-plugin")
-        return len(pods) == 1 and not pods[0]["metadata"].get("deletionTimestamp")
+        nodes = sorted(p["spec"].get("nodeName", "") for p in pods)
+        deleting = any(p["metadata"].get("deletionTimestamp") for p in pods)
+        return nodes == sorted(cluster.node_names) and not deleting
 
-    cluster.wait_for("one kubelet plugin pod", settled, timeout=120)
+    cluster.wait_for("one kubelet plugin pod per node", settled, timeout=120)
 
 
 def allocated_resources_status(cluster: ClusterHandle, namespace: str, pod: str) -> str:
@@ -109,6 +118,32 @@ def wait_health(
     return found, time.monotonic() - started
 
 
+@contextlib.contextmanager
+def _policy_suspended(cluster: ClusterHandle, binding: str) -> Iterator[None]:
+    """Remove a ValidatingAdmissionPolicyBinding for the block, then put it back as it was."""
+    saved = cluster.kubectl_json("get", "validatingadmissionpolicybinding", binding)
+    cluster.kubectl("delete", "validatingadmissionpolicybinding", binding)
+    try:
+        yield
+    finally:
+        metadata = saved["metadata"]
+        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
+            metadata.pop(key, None)
+        cluster.kubectl("create", "-f", "-", input=json.dumps(saved))
+
+
+def _once_admitted(cluster: ClusterHandle, *args: str, input: str | None = None) -> None:
+    """Run kubectl until the API server's policy cache has noticed the suspended binding."""
+    deadline = time.monotonic() + 30
+    while True:
+        result = cluster.kubectl_result(*args, input=input)
+        if result.returncode == 0:
+            return
+        if "ValidatingAdmissionPolicy" not in result.stderr or time.monotonic() > deadline:
+            raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
+        time.sleep(0.5)
+
+
 def start_claim_and_pod(cluster: ClusterHandle, workspace: str) -> str:
     """A claim and a pod using it; returns the pod's ephemeral namespace once Healthy."""
     cluster.apply(claim_manifest(workspace, "space"))
@@ -144,7 +179,12 @@ def test_revoked_token_minting_shows_unhealthy_then_healthy_once_restored(
         "get", "rolebinding", TOKEN_MINTER_BINDING, "-n", namespace
     )
 
-    local_cluster.kubectl("delete", "rolebinding", TOKEN_MINTER_BINDING, "-n", namespace)
+    # The chart's tenancy policy lets only the controller touch that RoleBinding; an admin
+    # suspends the policy to break minting behind the driver's back.
+    with _policy_suspended(local_cluster, f"{health_chart.fullname}-managed-objects"):
+        _once_admitted(
+            local_cluster, "delete", "rolebinding", TOKEN_MINTER_BINDING, "-n", namespace
+        )
     unhealthy, took = wait_health(
         local_cluster, workspace, "client", "Unhealthy", timeout=REFUSED_WITHIN
     )
@@ -165,7 +205,8 @@ def test_revoked_token_minting_shows_unhealthy_then_healthy_once_restored(
     metadata = binding["metadata"]
     for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
         metadata.pop(key, None)
-    local_cluster.apply(json.dumps(binding))
+    with _policy_suspended(local_cluster, f"{health_chart.fullname}-managed-objects"):
+        _once_admitted(local_cluster, "apply", "-f", "-", input=json.dumps(binding))
     healthy, took = wait_health(
         local_cluster, workspace, "client", "Healthy", timeout=RECOVERED_WITHIN
     )

@@ -13,6 +13,7 @@ import yaml
 
 from localcluster import ClusterHandle
 from space_dra.contract import TOKEN_MINTER_BINDING, WORKLOAD_BINDING, WORKLOAD_SERVICE_ACCOUNT
+from tests.support.features import binding_conditions_available
 from tests.support.hostdriver import HostDriver, metric
 from tests.support.workloads import (
     LABELS,
@@ -34,7 +35,7 @@ from tests.support.workloads import (
 pytestmark = pytest.mark.integration
 
 
-def test_pool_is_published_with_binding_conditions(
+def test_pool_is_published_with_binding_conditions_where_the_cluster_has_them(
     local_cluster: ClusterHandle, host_driver: HostDriver
 ) -> None:
     slices = local_cluster.kubectl_json(
@@ -48,8 +49,12 @@ def test_pool_is_published_with_binding_conditions(
     devices = spec["devices"]
     assert [d["name"] for d in devices] == [f"slot-{i}" for i in range(host_driver.pool_size)]
     assert devices[0]["attributes"]["profile"] == {"string": "standard"}
-    assert devices[0]["bindingConditions"] == ["NamespaceReady"]
-    assert devices[0]["bindingFailureConditions"] == ["NamespaceFailed"]
+    if binding_conditions_available(local_cluster):
+        assert devices[0]["bindingConditions"] == ["NamespaceReady"]
+        assert devices[0]["bindingFailureConditions"] == ["NamespaceFailed"]
+    else:  # --binding-conditions=auto fell back to plain devices
+        assert "bindingConditions" not in devices[0]
+        assert "binding_conditions_unsupported" in host_driver.log("controller.log")
 
 
 def test_deleted_slice_is_recreated(local_cluster: ClusterHandle, host_driver: HostDriver) -> None:
@@ -272,13 +277,31 @@ def test_binding_waits_for_the_namespace_and_a_restarted_controller_catches_up(
         )
         time.sleep(2)
         pod = local_cluster.kubectl_json("get", "pod", "p", "-n", workspace)
-        assert not pod["spec"].get("nodeName"), "bound before the namespace was ready"
-        reasons = {e["reason"] for e in events_for(local_cluster, workspace, "p")}
-        assert "BindingConditionsPending" in reasons
+        if binding_conditions_available(local_cluster):
+            assert not pod["spec"].get("nodeName"), "bound before the namespace was ready"
+            reasons = {e["reason"] for e in events_for(local_cluster, workspace, "p")}
+            assert "BindingConditionsPending" in reasons
+        else:
+            # Bound at once; the plugin's bounded wait fails the prepare, the kubelet retries.
+            local_cluster.wait_for(
+                "the plugin's bounded wait to end in a prepare failure",
+                lambda: any(
+                    e["reason"] == "FailedPrepareDynamicResources"
+                    for e in events_for(local_cluster, workspace, "p")
+                ),
+                timeout=90,
+            )
+            assert not _ready(local_cluster, workspace, "p"), "started without a namespace"
     finally:
         host_driver.start_controller()
-    local_cluster.wait_pod_ready(workspace, "p", timeout=90)
+    # Without binding conditions the kubelet's back-off decides when it prepares again.
+    local_cluster.wait_pod_ready(workspace, "p", timeout=180)
     assert len(wait_claim_ready(local_cluster, workspace, "later")) == 1
+
+
+def _ready(cluster: ClusterHandle, namespace: str, pod: str) -> bool:
+    status = cluster.kubectl_json("get", "pod", pod, "-n", namespace)["status"]
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
 
 
 def test_crash_after_namespace_create_is_adopted_and_duplicates_collapse(
