@@ -352,6 +352,8 @@ class LocalCluster:
         for note in nodens.remove(node):
             fetch.say(note)
         mounts.unmount_all([node.state])
+        for ctrl in mounts.cgroup_v1_mounts():
+            mounts.remove_empty_dirs(ctrl / node.cgroup_root.lstrip("/"))
         handle.kubectl_result("delete", "node", node.name, "--ignore-not-found")
         shutil.rmtree(node.state, ignore_errors=True)
         fetch.say(f"removed node {node.name}")
