@@ -23,6 +23,8 @@ from bench.stats import summary
 from tests.support.workloads import claim_manifest
 
 FOREIGN_DRIVER = "foreign.bench.example.com"
+# Their own namespace: the benchmark's watch on its probe claims does not read them.
+FOREIGN_NS = "space-dra-bench-foreign"
 CONFIGS = 32  # the most a claim may carry
 CONFIG_BYTES = 9000  # each config's payload; the API allows 10 KiB per opaque config
 
@@ -131,10 +133,11 @@ async def run(env: BenchEnv, levels: list[int], probes: int) -> dict[str, Any]:
     pod = env.component_pod("controller")
     limit = pod["spec"]["containers"][0].get("resources", {}).get("limits", {}).get("memory")
     result: dict[str, Any] = {
-        "claim_bytes": claim_bytes(foreign_claim(env.namespace, "foreign-0")),
+        "claim_bytes": claim_bytes(foreign_claim(FOREIGN_NS, "foreign-0")),
         "controller_memory_limit": limit,
         "levels": [],
     }
+    env.cluster.kubectl("create", "namespace", FOREIGN_NS, check=False)
     try:
         for level in levels:
             restarts_before = env.restarts("controller")
@@ -161,8 +164,14 @@ async def run(env: BenchEnv, levels: list[int], probes: int) -> dict[str, Any]:
                 }
             )
             # Each level starts from none: its figures are its own.
+            await asyncio.to_thread(delete_foreign, env)
             await asyncio.to_thread(env.delete_all, "resourceclaims", True)
             await env.wait_claim_namespaces_gone()
     finally:
+        await asyncio.to_thread(delete_foreign, env)
         await asyncio.to_thread(env.delete_all, "resourceclaims", True)
     return result
+
+
+def delete_foreign(env: BenchEnv) -> None:
+    env.cluster.kubectl("delete", "resourceclaims", "--all", "-n", FOREIGN_NS, timeout=900)
