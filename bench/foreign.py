@@ -71,7 +71,7 @@ async def create_foreign(env: BenchEnv, start: int, stop: int) -> None:
 
     async def one(index: int) -> None:
         async with gate:
-            await env.api.create(codecs.from_dict(foreign_claim(env.namespace, f"foreign-{index}")))
+            await env.api.create(codecs.from_dict(foreign_claim(FOREIGN_NS, f"foreign-{index}")))
 
     await asyncio.gather(*(one(i) for i in range(start, stop)))
 
