@@ -175,11 +175,14 @@ def wait_namespace_released(cluster: ClusterHandle, name: str, timeout: float = 
 
 
 def managed_namespaces(
-    cluster: ClusterHandle, claim_uid: str | None = None
+    cluster: ClusterHandle, claim_uid: str | None = None, *, include_warm: bool = False
 ) -> list[dict[str, Any]]:
+    """Active namespaces the driver made; the warm pool's (no claim yet) only if asked."""
     selector = LABELS.selector
     if claim_uid:
         selector += f",{LABELS.claim_uid}={claim_uid}"
+    elif not include_warm:
+        selector += f",!{LABELS.warm}"
     items: list[dict[str, Any]] = cluster.kubectl_json("get", "namespaces", "-l", selector)["items"]
     return [ns for ns in items if ns["status"]["phase"] == "Active"]
 

@@ -100,6 +100,8 @@ async def test_the_pool_fills_with_complete_unclaimed_namespaces() -> None:
             assert SIGNER.verify(
                 (ns.metadata.annotations or {}).get(LABELS.ownership), name, "", "warm.namespace"
             ), "signed, so only we ever delete it"
+            [owner] = ns.metadata.ownerReferences or []
+            assert (owner.kind, owner.name) == ("DeviceClass", CLASS), "uninstall removes it"
 
 
 async def test_a_default_claim_takes_one_with_two_writes_and_the_pool_refills() -> None:
@@ -132,6 +134,7 @@ async def test_a_default_claim_takes_one_with_two_writes_and_the_pool_refills() 
         assert handed.metadata is not None and handed.metadata.labels is not None
         assert handed.metadata.labels[LABELS.claim_uid] == uid
         assert LABELS.warm not in handed.metadata.labels
+        assert not handed.metadata.ownerReferences, "the claim's now: not removed with the class"
         assert SIGNER.verify(
             (handed.metadata.annotations or {}).get(LABELS.ownership),
             record.namespace,

@@ -31,8 +31,9 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
-from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.models.meta_v1 import ObjectMeta, OwnerReference
 from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.resource_v1 import DeviceClass
 
@@ -49,6 +50,7 @@ from space_dra.controller.ownership import Signer
 from space_dra.kube import Conflict, ControllerAPI, KubeError, NotFound
 from space_dra.logs import log_event
 from space_dra.metrics import WARM_NAMESPACES
+from space_dra.times import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,8 @@ def settings_key(settings: Settings, policy: Policy) -> str:
         "limitRange": {kind: dict(values) for kind, values in settings.limit_range.items()},
         "networkPolicy": settings.network_policy,
         "maxTokenSeconds": policy.max_token_expiration_seconds,
+        # Only when set, so the keys of pools made before templates existed still match.
+        **({"template": settings.template} if settings.template else {}),
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -108,6 +112,7 @@ class WarmPool:
         self._held = held
         self._fill = fill
         self._defaults: Resolved | None = None
+        self._owner: OwnerReference | None = None
         self._key = ""
         self._taken: set[str] = set()  # names handed out, until the watch shows it
         self._filling: set[str] = set()  # names this process is filling now
@@ -137,9 +142,10 @@ class WarmPool:
         claim_ref: str,
         device: DeviceRef,
         nodes: frozenset[str],
+        expires_at: datetime | None = None,
     ) -> NamespaceView | None:
-        """A warm namespace with settings ``key``, now the claim's device's; None when the
-        pool has none (the caller makes one)."""
+        """A warm namespace with settings ``key``, now the claim's device's (expiring at
+        ``expires_at``, if given); None when the pool has none (the caller makes one)."""
         if not self._key or key != self._key:
             return None
         while True:
@@ -162,7 +168,10 @@ class WarmPool:
                 view.name, claim_uid, device_label(device)
             )
             annotations[self.labels.nodes] = ",".join(sorted(nodes))
+            if expires_at is not None:
+                annotations[self.labels.expires_at] = rfc3339(expires_at)
             meta.labels, meta.annotations = labels, annotations
+            meta.ownerReferences = None  # the claim's now, not the installation's
             try:
                 # resourceVersion from the cache: a change since makes this a Conflict.
                 replaced: Namespace = await self.kube.replace(stored)
@@ -224,8 +233,19 @@ class WarmPool:
         try:
             klass = await self.kube.get(DeviceClass, self.options.device_class)
         except NotFound:
-            self._defaults, self._key = None, ""
+            self._defaults, self._key, self._owner = None, "", None
             return
+        uid = klass.metadata.uid if klass.metadata else None
+        self._owner = (
+            OwnerReference(
+                apiVersion="resource.k8s.io/v1",
+                kind="DeviceClass",
+                name=self.options.device_class,
+                uid=uid,
+            )
+            if uid
+            else None
+        )
         configs = [
             ("FromClass", entry.opaque.parameters)
             for entry in (klass.spec.config if klass.spec else None) or []
@@ -235,6 +255,11 @@ class WarmPool:
             resolved = resolve(configs, installation=self.options.policy)
         except ConfigError as exc:
             log_event(log, logging.WARNING, "warm_pool_defaults_invalid", error=str(exc))
+            self._defaults, self._key = None, ""
+            return
+        if resolved.settings.template is not None:
+            # A template is copied when a claim gets its namespace, not ahead of it (a
+            # warm copy would be as old as the namespace): no warm pool for such defaults.
             self._defaults, self._key = None, ""
             return
         self._defaults = resolved
@@ -257,6 +282,9 @@ class WarmPool:
                     defaults.policy.max_token_expiration_seconds,
                 )
                 assert namespace.metadata is not None and namespace.metadata.labels is not None
+                # Owned by the installation's DeviceClass until handed over: uninstalling
+                # removes the pool (see owner).
+                namespace.metadata.ownerReferences = [self._owner] if self._owner else None
                 # Marked as filling until its contents are in: only then can it be offered.
                 namespace.metadata.labels[self.labels.warm] = FILLING + key
                 try:
