@@ -70,10 +70,15 @@ driver-image: venv
 demo: venv
 	PYTHONPATH=. $(PY) demo/run_local.py
 
-## Benchmarks (not pass/fail): plugin round trip, then the cluster suite; JSON + PNG in bench/results.
+## Benchmarks (not pass/fail; docs/performance.md): the plugin round trip (ours and the twin), then
+## the cluster phases (bench/cluster.py); JSON, plots and report.md in bench/results.
+## EXAMPLE_DRIVER=<binary> adds the upstream example driver's kubelet plugin to the comparison
+## (built by hand from its public source, never committed: see docs/performance.md).
 bench: venv cluster-up
 	$(PY) -m bench.plugin_roundtrip
-	PYTHONPATH=. $(PY) -m bench.cluster
+	$(PY) -m bench.plugin_roundtrip --driver twin
+	PYTHONPATH=. $(PY) -m bench.cluster $(if $(EXAMPLE_DRIVER),--example-driver $(EXAMPLE_DRIVER))
+	PYTHONPATH=. $(PY) -m bench.report > bench/results/report.md
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
