@@ -8,6 +8,7 @@ namespace space-dra, the names the doc uses.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -29,7 +30,6 @@ from tests.upgrade.release import (
     RELEASE_NAMESPACE,
     documented,
     operator_shell,
-    warm_namespaces,
 )
 
 pytestmark = pytest.mark.upgrade
@@ -48,6 +48,7 @@ UNINSTALL = "helm uninstall -n space-dra space-dra --wait"
 DELETE_RELEASE_NAMESPACE = "kubectl delete namespace space-dra"
 CLEANUP_DRY_RUN = "space-dra cleanup --namespace space-dra --ownership-secret space-dra-ownership"
 CLEANUP = f"{CLEANUP_DRY_RUN} --delete"
+FORCE_DELETE_POD = "kubectl delete pod -n <namespace> <pod> --grace-period=0 --force"
 VALUES = {"pool.size": "6", "controller.resyncPeriod": "10"}
 
 
@@ -147,6 +148,18 @@ def _lines(output: str) -> dict[str, str]:
     return found
 
 
+def _pod_state(cluster: ClusterHandle, namespace: str, name: str) -> str:
+    """'gone', 'Terminating' (deleted, not yet finished) or the pod's phase."""
+    result = cluster.kubectl_result("get", "pod", name, "-n", namespace, "-o", "json")
+    if result.returncode != 0:
+        return "gone"
+    pod: dict[str, Any] = yaml.safe_load(result.stdout)
+    if pod["metadata"].get("deletionTimestamp"):
+        return "Terminating"
+    phase: str = pod["status"]["phase"]
+    return phase
+
+
 def test_namespaces_left_behind_are_removed_by_cleanup_and_only_the_drivers(
     local_cluster: ClusterHandle, driver_image: tuple[str, str], workspace: str
 ) -> None:
@@ -156,12 +169,26 @@ def test_namespaces_left_behind_are_removed_by_cleanup_and_only_the_drivers(
     kept = consumers.running(local_cluster, workspace, "kept")
     gone = consumers.running(local_cluster, workspace, "gone")
 
-    # Uninstalled with both claims still there: their namespaces stay, the pods keep working.
+    # Uninstalled with both claims in use: their namespaces stay, the pods keep working.
     _run(local_cluster, UNINSTALL)
     for consumer in (kept, gone):
         assert namespace_state(local_cluster, consumer.namespace) == "Active"
         consumers.assert_credentials_work(local_cluster, consumer)
-    local_cluster.kubectl("delete", "pod,resourceclaim", "gone", "-n", workspace, timeout=180)
+
+    # A pod of a prepared claim cannot finish terminating without the plugin (the kubelet
+    # unprepares its claims first); the doc's way out is to force its deletion.
+    local_cluster.kubectl("delete", "pod", "gone", "-n", workspace, "--wait=false")
+    local_cluster.wait_for(
+        "the deleted pod's container stopped",
+        lambda: _stopped(local_cluster, workspace, "gone"),
+        timeout=60,
+    )
+    time.sleep(10)  # time enough to finish, were it able to
+    assert _pod_state(local_cluster, workspace, "gone") == "Terminating"
+    force = documented(DOC, FORCE_DELETE_POD).replace("<namespace>", workspace)
+    forced = operator_shell(local_cluster, force.replace("<pod>", "gone"))
+    assert forced.returncode == 0, forced.stderr
+    local_cluster.kubectl("delete", "resourceclaim", "gone", "-n", workspace, timeout=120)
     look_alike = _look_alike(local_cluster, gone.namespace)
     try:
         # Dry run: says what it would do, does nothing.
@@ -175,32 +202,34 @@ def test_namespaces_left_behind_are_removed_by_cleanup_and_only_the_drivers(
         # --delete: only the namespace the driver provably made and no claim holds.
         done = _lines(_run(local_cluster, CLEANUP))
         assert done[gone.namespace].startswith("deleted"), done
+        assert "a claim still holds it" in done[kept.namespace], done
+        assert "no valid ownership signature" in done[look_alike], done
         wait_namespace_released(local_cluster, gone.namespace)
         assert namespace_state(local_cluster, kept.namespace) == "Active"
         assert namespace_state(local_cluster, look_alike) == "Active"
 
-        # Once its claim is deleted too, the other goes with the same command.
-        local_cluster.kubectl("delete", "pod,resourceclaim", "kept", "-n", workspace, timeout=180)
-        done = _lines(_run(local_cluster, CLEANUP))
-        assert done[kept.namespace].startswith("deleted"), done
-        wait_namespace_released(local_cluster, kept.namespace)
-        assert namespace_state(local_cluster, look_alike) == "Active"
-        assert "no valid ownership signature" in done[look_alike], done
-    finally:
-        local_cluster.delete_namespace(look_alike)
-    assert warm_namespaces(local_cluster) == []
-
-    # The two claims were still prepared when the plugin went: their files stay on the node
-    # until the driver, installed again, unprepares them (docs/uninstall.md).
-    _install(local_cluster, driver_image)
-    for consumer in (kept, gone):
-        node = local_cluster.node(consumer.node)
+        # Installed again under the same name: the kubelet unprepares what it could not
+        # (the forced pod's files leave the node), the claim still in use keeps its namespace
+        # and working credentials, and deleting it now is the normal order again.
+        _install(local_cluster, driver_image)
+        gone_node = local_cluster.node(gone.node)
         local_cluster.wait_for(
-            f"the files of {consumer.name} removed from {node.name}",
-            lambda node=node, uid=consumer.claim_uid: (
-                not any(  # type: ignore[misc]
-                    node_state_of_claim(node, uid).values()
-                )
-            ),
+            "the forced pod's claim unprepared on its node",
+            lambda: not any(node_state_of_claim(gone_node, gone.claim_uid).values()),
             timeout=90,
         )
+        consumers.assert_undisturbed(local_cluster, kept)
+        consumers.assert_credentials_work(local_cluster, kept)
+        local_cluster.kubectl("delete", "pod,resourceclaim", "kept", "-n", workspace, timeout=120)
+        wait_namespace_released(local_cluster, kept.namespace, timeout=90)
+        assert namespace_state(local_cluster, look_alike) == "Active"
+    finally:
+        local_cluster.delete_namespace(look_alike)
+
+
+def _stopped(cluster: ClusterHandle, namespace: str, pod: str) -> bool:
+    result = cluster.kubectl_result("get", "pod", pod, "-n", namespace, "-o", "json")
+    if result.returncode != 0:
+        return True
+    statuses = yaml.safe_load(result.stdout)["status"].get("containerStatuses", [])
+    return all("terminated" in status["state"] for status in statuses)
