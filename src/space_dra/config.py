@@ -23,15 +23,19 @@ import yaml
 from space_dra import schema
 from space_dra.contract import CONFIG_API_VERSION, CONFIG_KIND
 from space_dra.quantity import parse_quantity
-from space_dra.schema import MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS, POD_SECURITY_LEVELS
+from space_dra.schema import (
+    MAX_LIFETIME_SECONDS,
+    MAX_TOKEN_SECONDS,
+    MIN_LIFETIME_SECONDS,
+    MIN_TOKEN_SECONDS,
+    POD_SECURITY_LEVELS,
+)
 from space_dra.schema_parse import (
     SOURCE_CLAIM,
     SOURCE_CLASS,
     ConfigError,
-    parse_value,
-    safe_key,
-    typename,
-    unknown_field,
+    parse_document,
+    rule,
     validate_mount_path,
 )
 
@@ -74,11 +78,13 @@ class Policy:
     max_quota: Mapping[str, str] = _POLICY_DEFAULTS["max_quota"]
     min_token_expiration_seconds: int = _POLICY_DEFAULTS["min_token_expiration_seconds"]
     max_token_expiration_seconds: int = _POLICY_DEFAULTS["max_token_expiration_seconds"]
+    max_lifetime_seconds: int | None = _POLICY_DEFAULTS["max_lifetime_seconds"]
+    default_lifetime_seconds: int | None = _POLICY_DEFAULTS["default_lifetime_seconds"]
     allowed_name_prefixes: tuple[str, ...] = _POLICY_DEFAULTS["allowed_name_prefixes"]
     allowed_network_policies: tuple[str, ...] = _POLICY_DEFAULTS["allowed_network_policies"]
-    allow_admin_access: bool = _POLICY_DEFAULTS["allow_admin_access"]
     max_devices_per_claim: int = _POLICY_DEFAULTS["max_devices_per_claim"]
     allow_nested_claims: bool = _POLICY_DEFAULTS["allow_nested_claims"]
+    allowed_templates: tuple[str, ...] = _POLICY_DEFAULTS["allowed_templates"]
 
 
 @dataclass(frozen=True)
@@ -92,8 +98,10 @@ class Settings:
     limit_range: Mapping[str, Mapping[str, str]] = _SETTING_DEFAULTS["limit_range"]
     network_policy: str = _SETTING_DEFAULTS["network_policy"]
     token_expiration_seconds: int = _SETTING_DEFAULTS["token_expiration_seconds"]
+    lifetime_seconds: int | None = _SETTING_DEFAULTS["lifetime_seconds"]
     env_prefix: str | None = _SETTING_DEFAULTS["env_prefix"]
     mount_path: str | None = _SETTING_DEFAULTS["mount_path"]
+    template: str | None = _SETTING_DEFAULTS["template"]
 
 
 def _check_declared(view: Any, declared: tuple[schema.Field, ...]) -> None:
@@ -111,59 +119,6 @@ _check_declared(Settings, schema.SETTINGS)
 class Resolved:
     settings: Settings
     policy: Policy
-
-
-_SETTINGS_FIELDS: Final = {item.name: item for item in schema.SETTINGS}
-_POLICY_FIELDS: Final = {item.name: item for item in schema.POLICY}
-
-
-@dataclass(frozen=True)
-class _Document:
-    settings: dict[str, Any]
-    policy: dict[str, Any]
-
-
-def parse_document(parameters: Any, source: str) -> _Document:
-    """Parse one opaque config; unknown fields and wrong types are errors."""
-    try:
-        if not isinstance(parameters, dict):
-            raise ConfigError("", f"parameters must be an object, got {typename(parameters)}")
-        api_version = parameters.get("apiVersion")
-        kind = parameters.get("kind")
-        if api_version != CONFIG_API_VERSION or kind != CONFIG_KIND:
-            raise ConfigError(
-                "",
-                f"apiVersion/kind must be {CONFIG_API_VERSION}/{CONFIG_KIND}, "
-                f"got {api_version!r}/{kind!r}",
-            )
-        settings: dict[str, Any] = {}
-        policy: dict[str, Any] = {}
-        for key, value in parameters.items():
-            if key in ("apiVersion", "kind"):
-                continue
-            if key in _SETTINGS_FIELDS:
-                item = _SETTINGS_FIELDS[key]
-                settings[item.attr] = parse_value(key, item.kind, value)
-            elif key == schema.POLICY_FIELD:
-                if source != SOURCE_CLASS:
-                    raise ConfigError(
-                        "policy", "only a DeviceClass may set policy; remove it from the claim"
-                    )
-                if not isinstance(value, dict):
-                    raise ConfigError("policy", f"must be an object, got {typename(value)}")
-                for pkey, pvalue in value.items():
-                    if pkey not in _POLICY_FIELDS:
-                        raise ConfigError(
-                            f"policy.{safe_key(pkey)}", unknown_field(pkey, _POLICY_FIELDS)
-                        )
-                    item = _POLICY_FIELDS[pkey]
-                    policy[item.attr] = parse_value(f"policy.{pkey}", item.kind, pvalue)
-            else:
-                known = {**_SETTINGS_FIELDS, schema.POLICY_FIELD: None}
-                raise ConfigError(safe_key(key), unknown_field(key, known))
-        return _Document(settings, policy)
-    except ConfigError as exc:
-        raise ConfigError(exc.path, exc.message, source) from None
 
 
 def resolve(
@@ -207,10 +162,15 @@ def _check_policy_consistent(policy: Policy) -> None:
         )
     for item in schema.POLICY:
         value = getattr(policy, item.attr)
-        if isinstance(item.kind, schema.Integer) and not (
-            item.kind.minimum <= value <= item.kind.maximum
+        if (
+            isinstance(item.kind, schema.Integer)
+            and value is not None
+            and not (item.kind.minimum <= value <= item.kind.maximum)
         ):
-            raise fail(item.name, f"must be {schema.rule(item.kind)}, got {value}")
+            raise fail(item.name, f"must be {rule(item.kind)}, got {value}")
+    default, cap = policy.default_lifetime_seconds, policy.max_lifetime_seconds
+    if default is not None and cap is not None and default > cap:
+        raise fail("defaultLifetimeSeconds", f"{default} is above maxLifetimeSeconds {cap}")
 
 
 def _apply_policy_defaults(settings: Settings, policy: Policy, claim_set: set[str]) -> Settings:
@@ -223,6 +183,10 @@ def _apply_policy_defaults(settings: Settings, policy: Policy, claim_set: set[st
             max(settings.token_expiration_seconds, policy.min_token_expiration_seconds),
             policy.max_token_expiration_seconds,
         )
+    if "lifetime_seconds" not in claim_set:
+        lifetime = settings.lifetime_seconds or policy.default_lifetime_seconds
+        cap = policy.max_lifetime_seconds
+        updates["lifetime_seconds"] = min(lifetime or cap, cap) if cap else lifetime
     if (
         "generate_name" not in claim_set
         and policy.allowed_name_prefixes
@@ -246,11 +210,13 @@ def _check_within_policy(settings: Settings, policy: Policy, admin_access: bool)
     def fail(path: str, message: str) -> ConfigError:
         return ConfigError(path, message, SOURCE_CLAIM)
 
-    if admin_access and not policy.allow_admin_access:
+    if admin_access:
+        # Why a namespace device has no admin access: docs/security.md, "Admin access".
         raise fail(
             "",
-            "the request uses adminAccess, which this DeviceClass's policy does not allow "
-            "(policy.allowAdminAccess); remove adminAccess from the claim",
+            "the request uses adminAccess, which this driver does not support: a namespace "
+            "slot has no read-only view to share, and a namespace of its own would escape the "
+            "pool's limit (docs/security.md, 'Admin access'); remove adminAccess from the claim",
         )
     if settings.role not in policy.allowed_roles:
         raise fail(
@@ -274,6 +240,16 @@ def _check_within_policy(settings: Settings, policy: Policy, admin_access: bool)
             "tokenExpirationSeconds",
             f"{settings.token_expiration_seconds} is outside the allowed range {lo}..{hi}",
         )
+    lifetime, longest = settings.lifetime_seconds, policy.max_lifetime_seconds
+    if lifetime is not None and not MIN_LIFETIME_SECONDS <= lifetime <= (
+        longest or MAX_LIFETIME_SECONDS
+    ):
+        raise fail(
+            "lifetimeSeconds",
+            f"{lifetime} is outside the allowed range {MIN_LIFETIME_SECONDS}.."
+            f"{longest or MAX_LIFETIME_SECONDS}"
+            + (" (policy.maxLifetimeSeconds)" if longest else ""),
+        )
     if policy.allowed_name_prefixes and not any(
         settings.generate_name.startswith(prefix) for prefix in policy.allowed_name_prefixes
     ):
@@ -281,6 +257,14 @@ def _check_within_policy(settings: Settings, policy: Policy, admin_access: bool)
             "generateName",
             f"{settings.generate_name!r} must start with one of "
             f"{', '.join(policy.allowed_name_prefixes)}",
+        )
+    if settings.template is not None and settings.template not in policy.allowed_templates:
+        allowed = ", ".join(policy.allowed_templates)
+        raise fail(
+            "template",
+            f"{settings.template!r} is not allowed; "
+            + (f"choose one of {allowed}" if allowed else "the policy allows no template")
+            + " (policy.allowedTemplates)",
         )
     for name, cap in policy.max_quota.items():
         requested = settings.quota.get(name)
@@ -372,8 +356,18 @@ def narrow(base: Policy, requested: Mapping[str, Any]) -> Policy:
                 updates[attr] = max(current, value)
             case "max_token_expiration_seconds" | "max_devices_per_claim":
                 updates[attr] = min(current, value)
-            case "allow_admin_access" | "allow_nested_claims":
+            case "max_lifetime_seconds" | "default_lifetime_seconds":
+                # Unset is no limit: any value is stricter.
+                updates[attr] = value if current is None else min(current, value)
+            case "allow_nested_claims":
                 updates[attr] = current and value
+            case "allowed_templates":
+                # Nothing left is fine: a class may allow no template at all.
+                updates[attr] = tuple(v for v in value if v in current)
             case _:
                 raise AssertionError(f"no narrowing rule for policy field {attr}")
-    return replace(base, **updates)
+    narrowed = replace(base, **updates)
+    cap = narrowed.max_lifetime_seconds
+    if cap is not None and (narrowed.default_lifetime_seconds or 0) > cap:
+        return replace(narrowed, default_lifetime_seconds=cap)  # a class lowered the cap
+    return narrowed

@@ -19,6 +19,8 @@ from typing import Any
 from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.resource_v1 import ResourceClaim
 
+from space_dra.times import parse_rfc3339, rfc3339
+
 DEFAULT_DRIVER_NAME = "space.resource.example.com"
 POOL_NAME = "space"
 CDI_CLASS = "namespace"
@@ -35,9 +37,18 @@ CONDITION_FAILED = "NamespaceFailed"
 # health stream the kubelet copies into pods' allocatedResourcesStatus.
 CONDITION_HEALTHY = "NamespaceHealthy"
 
+# The field of a device's status data holding when its namespace expires (RFC 3339), for
+# namespaces with a lifetime (NamespaceConfig.lifetimeSeconds); the namespace carries the
+# same time in its ManagementLabels.expires_at annotation.
+EXPIRES_AT_FIELD = "expiresAt"
+
 # Set by the resourceclaim controller on claims generated from a pod's
 # ResourceClaimTemplate; the generated claim's own name is random.
 POD_CLAIM_NAME_ANNOTATION = "resource.kubernetes.io/pod-claim-name"
+# Set (to "true") by the scheduler on the claim it generates for a pod that asks for a
+# DeviceClass's extended resource in its containers' resources (DRAExtendedResource);
+# that claim's name is "<pod>-extended-resources-<random>".
+EXTENDED_RESOURCE_CLAIM_ANNOTATION = "resource.kubernetes.io/extended-resource-claim"
 
 # The ServiceAccount the controller creates in every ephemeral namespace. It is
 # constant so one ClusterRole can name it in resourceNames for token minting.
@@ -70,13 +81,18 @@ class NamespaceRecord:
     namespace: str
     service_account: str
     server: str
+    # When the namespace expires; None: it does not.
+    expires_at: datetime | None = None
 
     def to_data(self) -> dict[str, str]:
-        return {
+        data = {
             "namespace": self.namespace,
             "serviceAccount": self.service_account,
             "server": self.server,
         }
+        if self.expires_at is not None:
+            data[EXPIRES_AT_FIELD] = rfc3339(self.expires_at)
+        return data
 
     @classmethod
     def from_data(cls, data: Any) -> NamespaceRecord:
@@ -92,7 +108,9 @@ class NamespaceRecord:
             raise RecordError(
                 f"status data field 'server' is not an https URL: {fields['server']!r}"
             )
-        return cls(fields["namespace"], fields["serviceAccount"], fields["server"])
+        # Informational for the plugin; the controller also reads the namespace's annotation.
+        expires_at = parse_rfc3339(data.get(EXPIRES_AT_FIELD))
+        return cls(fields["namespace"], fields["serviceAccount"], fields["server"], expires_at)
 
 
 @dataclass(frozen=True)
@@ -157,9 +175,30 @@ class ManagementLabels:
         return f"{self.driver}/max-token-seconds"
 
     @property
+    def expires_at(self) -> str:
+        """Namespace annotation: when it expires (RFC 3339), for one with a lifetime."""
+        return f"{self.driver}/expires-at"
+
+    @property
+    def expired_taint(self) -> str:
+        """Key of the NoExecute taint on the slot device of an expired namespace."""
+        return f"{self.driver}/expired"
+
+    @property
     def network_policy(self) -> str:
         """Namespace label: the NetworkPolicy mode it was given (none, deny-ingress, ...)."""
         return f"{self.driver}/network-policy"
+
+    @property
+    def template(self) -> str:
+        """Namespace label ("true"): an admin's template namespace, whose ConfigMaps and
+        Secrets a claim whose policy allows it may start with (controller.templates)."""
+        return f"{self.driver}/template"
+
+    @property
+    def template_source(self) -> str:
+        """Annotation on a copy made from a template: ``<namespace>/<name>`` it came from."""
+        return f"{self.driver}/template-source"
 
     @property
     def warm(self) -> str:
@@ -203,6 +242,8 @@ class NamespaceView:
     nodes: frozenset[str] = frozenset()
     # Set while it waits in the warm pool, not yet any claim's (see controller.warm).
     warm_key: str = ""
+    # When it expires; None: it does not (or the annotation is not a time).
+    expires_at: datetime | None = None
 
     @classmethod
     def of(cls, namespace: Namespace, labels: ManagementLabels) -> NamespaceView:
@@ -219,62 +260,13 @@ class NamespaceView:
             created=(meta.creationTimestamp if meta else None) or _EPOCH,
             nodes=frozenset(filter(None, annotations.get(labels.nodes, "").split(","))),
             warm_key=ours.get(labels.warm, ""),
+            expires_at=parse_rfc3339(annotations.get(labels.expires_at)),
         )
 
     @property
     def age_key(self) -> tuple[datetime, str]:
         """Oldest first; the name breaks ties."""
         return (self.created, self.name)
-
-
-def slim_claim(raw: dict[str, Any], driver: str) -> dict[str, Any]:
-    """A claim's JSON reduced to what :class:`ClaimView` reads, for ``driver``.
-
-    Claims are written by tenants and may carry megabytes of other drivers' configs,
-    annotations or labels; the controller caches every claim of the cluster, so it
-    keeps only identity, the one annotation it reads, and the allocation, status
-    entries and consumers of its own driver.
-    """
-    meta = raw.get("metadata") or {}
-    annotations = meta.get("annotations") or {}
-    slim_meta = {
-        key: meta[key]
-        for key in ("name", "namespace", "uid", "resourceVersion", "generation")
-        if key in meta
-    }
-    for key in ("creationTimestamp", "deletionTimestamp"):
-        if meta.get(key):
-            slim_meta[key] = meta[key]
-    if isinstance(annotations.get(POD_CLAIM_NAME_ANNOTATION), str):
-        slim_meta["annotations"] = {
-            POD_CLAIM_NAME_ANNOTATION: annotations[POD_CLAIM_NAME_ANNOTATION]
-        }
-    status = raw.get("status") or {}
-    allocation = status.get("allocation") or {}
-    devices = allocation.get("devices") or {}
-    results = [r for r in devices.get("results") or [] if r.get("driver") == driver]
-    slim_status: dict[str, Any] = {}
-    if results:
-        configs = [
-            c
-            for c in devices.get("config") or []
-            if (c.get("opaque") or {}).get("driver") == driver
-        ]
-        slim_status["allocation"] = {
-            **{k: v for k, v in allocation.items() if k != "devices"},
-            "devices": {"results": results, "config": configs},
-        }
-        slim_status["devices"] = [
-            d for d in status.get("devices") or [] if d.get("driver") == driver
-        ]
-        slim_status["reservedFor"] = status.get("reservedFor") or []
-    return {
-        "apiVersion": raw.get("apiVersion", "resource.k8s.io/v1"),
-        "kind": raw.get("kind", "ResourceClaim"),
-        "metadata": slim_meta,
-        "spec": {"devices": {}},
-        "status": slim_status,
-    }
 
 
 class ClaimView:
@@ -290,6 +282,8 @@ class ClaimView:
         annotations = (meta.annotations if meta else None) or {}
         pod_claim_name = annotations.get(POD_CLAIM_NAME_ANNOTATION)
         self.display_name: str = pod_claim_name if isinstance(pod_claim_name, str) else self.name
+        # Generated by the scheduler for a pod's extended resource: no name of it is the user's.
+        self.extended_resource: bool = annotations.get(EXTENDED_RESOURCE_CLAIM_ANNOTATION) == "true"
 
     @property
     def allocated(self) -> bool:
@@ -298,6 +292,11 @@ class ClaimView:
     @property
     def deleting(self) -> bool:
         return bool(self.claim.metadata and self.claim.metadata.deletionTimestamp)
+
+    @property
+    def reserved(self) -> bool:
+        """Whether anything (a pod, as a rule) is reserved to use the claim."""
+        return bool(self.claim.status and self.claim.status.reservedFor)
 
     def our_devices(self) -> list[DeviceRef]:
         """Allocation results of our driver, in allocation order."""

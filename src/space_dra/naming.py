@@ -4,10 +4,15 @@ A claim usually has one device of ours; it then gets ``<P>_*`` env vars and a
 mount at ``/etc/<claim-name>``, where ``<P>`` is the claim's name upper-cased with
 other characters replaced by ``_`` (``test-claim`` -> ``TEST_CLAIM``); for a claim
 made from a template, the name is the pod's ``resourceClaims[].name``, not the
-generated one. A claim with several of our devices (count > 1)
-numbers them: ``<P>_0_*`` and ``/etc/<claim-name>-0``, and so on. Everything a
-request names is validated here before anything touches the disk, so no input can
-make the plugin write outside its directories.
+generated one. A pod that asks for the driver's extended resource in its containers'
+``resources.limits`` (no claim of its own) gets a claim the scheduler generates and names
+``<pod>-extended-resources-<random>``, a name the user cannot know in advance: its
+devices get fixed names instead, ``SPACE_*`` and ``/etc/space``. A claim with several of
+our devices (count > 1) numbers them: ``<P>_0_*`` and ``/etc/<claim-name>-0``, and so on,
+in allocation order (for a generated claim, requests are ordered by name,
+``container-<c>-request-<r>``), so no two devices of one claim share a name whichever
+containers see them. Everything a request names is validated here before anything
+touches the disk, so no input can make the plugin write outside its directories.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from space_dra.kubeletplugin import uid_problem
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ENV_DRIVER_NAME = "DRA_RESOURCE_DRIVER_NAME"
+# Where the devices of a claim generated for a pod's extended resource show up.
+EXTENDED_RESOURCE_ENV_PREFIX = "SPACE"
+EXTENDED_RESOURCE_MOUNT_PATH = "/etc/space"
 
 
 class NamingError(ValueError):
@@ -65,11 +73,24 @@ class DeviceLayout:
 
 
 def device_layout(
-    claim_uid: str, claim_display_name: str, index: int, count: int, settings: Settings
+    claim_uid: str,
+    claim_display_name: str,
+    index: int,
+    count: int,
+    settings: Settings,
+    *,
+    extended_resource: bool = False,
 ) -> DeviceLayout:
+    """Names for device ``index`` of ``count``; ``extended_resource``: the claim was
+    generated for a pod's extended resource (its name is not the user's). A config's
+    ``envPrefix`` and ``mountPath`` win either way."""
     check_uid(claim_uid)
-    prefix = settings.env_prefix or env_prefix_from_name(claim_display_name)
-    mount_path = settings.mount_path or f"/etc/{claim_display_name}"
+    if extended_resource:
+        default_prefix, default_mount = EXTENDED_RESOURCE_ENV_PREFIX, EXTENDED_RESOURCE_MOUNT_PATH
+    else:
+        default_prefix, default_mount = None, f"/etc/{claim_display_name}"
+    prefix = settings.env_prefix or default_prefix or env_prefix_from_name(claim_display_name)
+    mount_path = settings.mount_path or default_mount
     suffix = "" if count == 1 else f"-{index}"
     if count > 1:
         prefix = f"{prefix}_{index}"

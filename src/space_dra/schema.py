@@ -11,14 +11,15 @@ example. Four things are derived from this table and from nothing else:
 - the configuration reference ``docs/configuration.md`` (:mod:`space_dra.schema_doc`).
 
 ``tools/genschema.py`` writes the generated files; a unit test fails when one is stale.
-This module holds data only: what a kind *means* is up to each interpreter.
+This module holds data only: what a kind *means* is up to each interpreter (in words:
+:func:`space_dra.schema_parse.rule`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Final, assert_never
+from typing import Any, Final
 
 from space_dra.quantity import NON_NEGATIVE_QUANTITY_PATTERN
 
@@ -29,12 +30,16 @@ LIMIT_RANGE_KINDS: Final = ("default", "defaultRequest", "max", "min")
 # The API server refuses TokenRequests below 10 minutes.
 MIN_TOKEN_SECONDS: Final = 600
 MAX_TOKEN_SECONDS: Final = 7 * 24 * 3600
+# A namespace's lifetime: long enough for a pod to start, at most a year.
+MIN_LIFETIME_SECONDS: Final = 10
+MAX_LIFETIME_SECONDS: Final = 366 * 24 * 3600
 
 # Patterns are whole-string matches in the RE2 subset (CEL, Go and Python agree on them).
 DNS_LABEL_PREFIX: Final = "[a-z0-9]([-a-z0-9]*)?"
 CLUSTER_ROLE_NAME: Final = "[a-z0-9]([-a-z0-9.:]*[a-z0-9])?"
 RESOURCE_NAME: Final = "[a-z0-9]([-a-z0-9./]*[a-z0-9])?"
 ENV_NAME: Final = "[A-Za-z_][A-Za-z0-9_]*"
+NAMESPACE_NAME: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 # Mounting over these would break the container or shadow its own credentials.
 RESERVED_MOUNT_ROOTS: Final = ("/proc", "/sys", "/dev", "/run/secrets", "/var/run/secrets")
 # generateName leaves room for the 5 random characters in a 63-character name.
@@ -150,6 +155,8 @@ class Field:
 
 
 ROLE = Text(CLUSTER_ROLE_NAME, 253, "the name of a ClusterRole")
+LIFETIME = Integer(MIN_LIFETIME_SECONDS, MAX_LIFETIME_SECONDS)
+TEMPLATE = Text(NAMESPACE_NAME, 63, "the name of a namespace")
 
 # Settable from a DeviceClass (defaults for its claims) and from a claim, within the policy.
 SETTINGS: Final = (
@@ -222,11 +229,25 @@ SETTINGS: Final = (
         "a class default outside is clamped",
     ),
     Field(
+        "lifetimeSeconds",
+        LIFETIME,
+        None,
+        "Seconds the namespace lives, from when it becomes the claim's (made for it, or taken "
+        "from the warm pool). Then its pods are stopped (evicted "
+        "through a device taint where the cluster supports them), its credentials revoked, "
+        "and it is deleted once no pod uses it, even while the claim is still referenced.",
+        3600,
+        brief="expiry",
+        default_doc="`policy.defaultLifetimeSeconds`; unset: no expiry",
+        cap="at most `policy.maxLifetimeSeconds`; a class default above it is lowered to it",
+    ),
+    Field(
         "envPrefix",
         Text(ENV_NAME, 128, "a valid environment variable name"),
         None,
         "Prefix of the env vars the containers get: `<prefix>_NAMESPACE`, `_CLUSTER`, "
-        "`_KUBECONFIG`.",
+        "`_KUBECONFIG`. A pod that asks for the DeviceClass's extended resource instead of "
+        "naming a claim gets `SPACE` when no config sets this.",
         "WORKSPACE",
         default_doc="the claim's name, upper-cased, other characters -> `_`",
     ),
@@ -234,9 +255,24 @@ SETTINGS: Final = (
         "mountPath",
         MountPath(),
         None,
-        "Directory in the containers holding `kubeconfig`, `token`, `ca.crt` and `namespace`.",
+        "Directory in the containers holding `kubeconfig`, `token`, `ca.crt` and `namespace`. "
+        "A pod that asks for the DeviceClass's extended resource gets `/etc/space` when no "
+        "config sets this.",
         "/etc/workspace",
         default_doc="`/etc/<the claim's name>`",
+    ),
+    Field(
+        "template",
+        TEMPLATE,
+        None,
+        "Namespace whose ConfigMaps and Secrets are copied into the new namespace before it "
+        "is ready, labelled as the driver's. The namespace must be labelled "
+        '`<driverName>/template: "true"` (`space.resource.example.com/template`). '
+        "A snapshot: later changes to the template do not reach namespaces already made.",
+        "team-defaults",
+        brief="copy ConfigMaps and Secrets from this namespace",
+        default_doc="none",
+        cap="one of `policy.allowedTemplates`",
     ),
 )
 
@@ -279,6 +315,22 @@ POLICY: Final = (
         43200,
     ),
     Field(
+        "maxLifetimeSeconds",
+        LIFETIME,
+        None,
+        "Longest `lifetimeSeconds` a claim may ask for; when set, every namespace expires.",
+        86400,
+        default_doc="no cap",
+    ),
+    Field(
+        "defaultLifetimeSeconds",
+        LIFETIME,
+        None,
+        "`lifetimeSeconds` of a claim that asks for none (and whose class sets none).",
+        3600,
+        default_doc="`maxLifetimeSeconds` (unset: namespaces do not expire)",
+    ),
+    Field(
         "allowedNamePrefixes",
         ListOf(NamePrefix()),
         [],
@@ -291,13 +343,6 @@ POLICY: Final = (
         list(NETWORK_POLICIES),
         "`networkPolicy` values a claim may ask for.",
         ["deny-ingress", "deny-all"],
-    ),
-    Field(
-        "allowAdminAccess",
-        Boolean(),
-        False,
-        "Whether claims of this class may set `adminAccess` on their requests.",
-        True,
     ),
     Field(
         "maxDevicesPerClaim",
@@ -317,9 +362,23 @@ POLICY: Final = (
         "unless true.",
         True,
     ),
+    Field(
+        "allowedTemplates",
+        ListOf(TEMPLATE),
+        [],
+        "Template namespaces a claim may name in `template`. The chart lets the controller "
+        "read ConfigMaps and Secrets in each namespace its `policy.allowedTemplates` lists, "
+        "and in no other; a DeviceClass can only narrow the list.",
+        ["team-defaults"],
+    ),
 )
 
 POLICY_FIELD: Final = "policy"
+# Policy fields that were once declared: naming one is refused with the reason it went.
+REMOVED_POLICY_FIELDS: Final = {
+    "allowAdminAccess": "removed: this driver refuses adminAccess whatever the policy says "
+    "(docs/security.md, 'Admin access'); delete the field",
+}
 
 
 def field_named(fields: tuple[Field, ...], name: str) -> Field:
@@ -327,38 +386,3 @@ def field_named(fields: tuple[Field, ...], name: str) -> Field:
         if item.name == name:
             return item
     raise KeyError(name)
-
-
-def rule(kind: Kind) -> str:
-    """What a value of ``kind`` must be, in words (admission messages, the reference)."""
-    match kind:
-        case Text():
-            return f"{kind.rule} (up to {kind.max_length} characters)"
-        case NamePrefix():
-            return (
-                f"a lowercase prefix of up to {kind.max_length} characters [a-z0-9-], not "
-                f"starting with {' or '.join(kind.reserved_prefixes)}"
-            )
-        case MountPath():
-            return (
-                f"a normalized absolute path at least {kind.min_depth} levels deep, outside "
-                f"{', '.join(kind.reserved_roots)}"
-            )
-        case Choice():
-            return f"one of {', '.join(kind.options)}"
-        case Integer():
-            return f"an integer from {kind.minimum} to {kind.maximum}"
-        case Boolean():
-            return "true or false"
-        case Quantities():
-            return (
-                f"a map of up to {kind.max_entries} resource names to non-negative quantities "
-                '(e.g. {pods: "10", requests.memory: 2Gi})'
-            )
-        case LimitRange():
-            return f"a map of {', '.join(kind.kinds)} to maps of resource names to quantities"
-        case ListOf():
-            size = "a non-empty list" if kind.min_items else "a list"
-            return f"{size} of up to {kind.max_items} entries, each {rule(kind.item)}"
-        case _:
-            assert_never(kind)

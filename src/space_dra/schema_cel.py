@@ -23,6 +23,7 @@ from typing import Final, assert_never
 from space_dra import schema
 from space_dra.contract import CONFIG_API_VERSION, CONFIG_KIND
 from space_dra.schema_json import GENERATED_BY, reserved_roots_pattern
+from space_dra.schema_parse import rule
 
 VARIABLES_TEMPLATE: Final = "space-dra.namespaceConfigVariables"
 VALIDATIONS_TEMPLATE: Final = "space-dra.namespaceConfigValidations"
@@ -164,7 +165,7 @@ def validations(driver: str | None = None) -> list[Validation]:
             Validation(
                 f"variables.ours.all(p, !has(p.{item.name}) || "
                 f"({predicate(item.kind, f'p.{item.name}')}))",
-                f"NamespaceConfig.{item.name} must be {schema.rule(item.kind)}",
+                f"NamespaceConfig.{item.name} must be {rule(item.kind)}",
             )
         )
     result.append(
@@ -180,7 +181,7 @@ def validations(driver: str | None = None) -> list[Validation]:
             Validation(
                 "variables.ours.all(p, !has(p.policy) || type(p.policy) != map || "
                 f"!has({value}) || ({predicate(item.kind, value)}))",
-                f"NamespaceConfig.policy.{item.name} must be {schema.rule(item.kind)}",
+                f"NamespaceConfig.policy.{item.name} must be {rule(item.kind)}",
             )
         )
     return result

@@ -11,6 +11,7 @@ from typing import Any, Final
 from space_dra import schema
 from space_dra.contract import CONFIG_API_VERSION, CONFIG_KIND
 from space_dra.schema_json import GENERATED_BY, flow
+from space_dra.schema_parse import rule
 from space_dra.schema_types import Group, Json, Value
 from space_dra.schema_values import VALUES
 
@@ -22,6 +23,18 @@ _COMMENT_COLUMN: Final = 32
 def _shown(item: schema.Field) -> Any:
     """What the example shows: the default, or the example where the default says little."""
     return item.example if item.default in (None, {}, []) else item.default
+
+
+def _shown_policy(item: schema.Field) -> Any:
+    """The default, except where it has none (unset: the example) or where the example's
+    settings need more: its `template`."""
+    if item.name == "allowedTemplates":
+        return [schema.field_named(schema.SETTINGS, "template").example]
+    return item.example if item.default is None else item.default
+
+
+def _unset(item: schema.Field) -> str:
+    return "default: " + item.default_doc.replace("`", "") if item.default is None else ""
 
 
 def _comment(item: schema.Field) -> str:
@@ -40,7 +53,9 @@ def example_yaml() -> str:
     rows = [(f"apiVersion: {CONFIG_API_VERSION}", ""), (f"kind: {CONFIG_KIND}", "")]
     rows += [(f"{item.name}: {flow(_shown(item))}", _comment(item)) for item in schema.SETTINGS]
     rows.append(("policy:", "DeviceClass only"))
-    rows += [(f"  {item.name}: {flow(item.default)}", "") for item in schema.POLICY]
+    rows += [
+        (f"  {item.name}: {flow(_shown_policy(item))}", _unset(item)) for item in schema.POLICY
+    ]
     lines = [
         f"{text:<{_COMMENT_COLUMN - 2}}  # {comment}" if comment else text for text, comment in rows
     ]
@@ -89,6 +104,10 @@ A NamespaceConfig is judged twice:
    fit gets the condition `NamespaceFailed` naming the field and what to change, and
    nothing is created.
 
+A request with `adminAccess: true` is refused whatever the policy says: a namespace slot has
+no read-only view to share, and a namespace of its own would not count against the pool
+([security.md, "Admin access"](security.md#admin-access)).
+
 ```yaml
 {{example}}```
 """
@@ -101,7 +120,7 @@ def _field_section(item: schema.Field, claim: bool) -> list[str]:
         "",
         item.doc,
         "",
-        f"- **Type:** {schema.rule(item.kind)}",
+        f"- **Type:** {rule(item.kind)}",
         f"- **Default:** {default}",
     ]
     if claim:
@@ -169,6 +188,78 @@ types.
 """
 
 
+_EXTENDED_RESOURCE = """\
+
+## A namespace without a claim: the extended resource
+
+On Kubernetes 1.36 or newer (DRAExtendedResource: beta and on by default in 1.36, GA in
+1.37) the chart's DeviceClass names an extended resource, `<driverName>/namespace` unless
+`deviceClass.extendedResourceName` says otherwise. A container that asks for it in
+`resources.limits` (for example `space.resource.example.com/namespace: 1`) gets a namespace
+without a ResourceClaim of its own: the scheduler generates one for the pod (named
+`<pod>-extended-resources-<random>`, annotated `resource.kubernetes.io/extended-resource-claim`),
+the DeviceClass's NamespaceConfig applies to it as to any claim, and it is deleted with the
+pod, and the namespace with it. Every DeviceClass can also be asked for as
+`deviceclass.resource.kubernetes.io/<class name>` wherever the feature is on.
+
+- **Env and mount:** the claim's name is not the user's, so its devices get fixed names:
+  `SPACE_NAMESPACE`, `SPACE_CLUSTER`, `SPACE_KUBECONFIG=/etc/space/kubeconfig`, and
+  `/etc/space` holding `kubeconfig`, `token`, `ca.crt` and `namespace`. A pod whose
+  containers ask for more than one in all gets them numbered across its generated claim,
+  `SPACE_0_*` and `/etc/space-0`, `SPACE_1_*` and `/etc/space-1`, in the claim's request
+  order (`container-<index>-request-<index>`, sorted by name); a container sees the devices
+  it asked for (a plain init container may be given those of the containers after it).
+  A DeviceClass config's `envPrefix` and `mountPath` still win.
+- **Admission:** the chart's claim-shape policy refuses a pod in a namespace this driver
+  provisioned that asks for the class by either name (unless `policy.allowNestedClaims`),
+  and a pod asking for more than `policy.maxDevicesPerClaim` (its containers and sidecars
+  added up, plus its largest plain init container).
+- **Before 1.36** (1.34, 1.35: alpha, off by default) `auto` leaves the field out of the
+  DeviceClass and pods must use a ResourceClaim or ResourceClaimTemplate. An explicit name is
+  written as given; an API server without the feature drops it.
+"""
+
+_TEMPLATES = """\
+
+## Namespaces that start with content: templates
+
+An admin keeps what every new namespace should start with (credentials, a CA bundle,
+settings) in a *template namespace*, and lets claims ask for it:
+
+1. Create the namespace and label it `<driverName>/template: "true"`
+   (`space.resource.example.com/template`); put ConfigMaps and Secrets into it.
+2. List it in the chart's `policy.allowedTemplates` (it must exist when the chart is installed
+   or upgraded: the chart lets the controller read ConfigMaps and Secrets in each listed
+   namespace, and in no other; after re-creating one, run `helm upgrade`). A DeviceClass's
+   own `policy.allowedTemplates` can only narrow the list.
+3. A claim (or the DeviceClass's defaults) sets `template: <namespace>`.
+
+While the namespace is provisioned, before it is recorded ready, the controller creates a
+copy of each ConfigMap and Secret of the template in it, with the same data, type, labels
+and annotations, plus the driver's `managed-by` label and a `<driverName>/template-source`
+annotation naming the original. The workload reads them with its role; the chart's
+admission policy keeps anyone but the controller from changing or deleting them. The copies
+are a snapshot: a template changed later does not touch namespaces already handed out.
+
+- **Never copied:** the `kube-root-ca.crt` ConfigMap (every namespace has its own) and
+  ServiceAccount token Secrets (the template's credentials). Roles and RoleBindings are not
+  copied either: creating them would need the controller to hold, or escalate to and bind,
+  whatever they grant, and would let whoever can write the template give any role to any
+  subject in every new namespace. The namespace's role comes from `role`.
+- **Never copied from** a namespace the policy does not name or that is not labelled as a
+  template, however the claim asks; in particular not from the claim's own namespace.
+- **Quota:** copies count against the namespace's ResourceQuota like anything else (the
+  controller waits until the quota is counted before copying). A copy the quota or an
+  admission policy refuses fails the claim with `NamespaceFailed` reason `Rejected`.
+- **Failures** leave nothing behind: a template the policy does not allow fails the claim
+  with reason `InvalidConfig` naming `template` and `policy.allowedTemplates`; a template
+  namespace that is missing, not labelled, being deleted or unreadable fails it with reason
+  `TemplateUnavailable`, before anything is made; a namespace half-made when a copy is
+  refused is deleted. The controller gives the same answer from memory for 5 minutes, then
+  tries the claim again, so it recovers by itself once an admin fixes the template.
+"""
+
+
 def reference_text() -> str:
     lines = [
         _INTRO.replace("{example}", example_yaml()),
@@ -181,4 +272,6 @@ def reference_text() -> str:
     for item in schema.POLICY:
         lines += _field_section(item, claim=False)
     lines.append(_VALUES_INTRO + "\n".join(_value_rows(VALUES, "")))
+    lines.append(_EXTENDED_RESOURCE.rstrip("\n"))
+    lines.append(_TEMPLATES.rstrip("\n"))
     return "\n".join(lines) + "\n"

@@ -1,7 +1,8 @@
 """What each kind of :mod:`space_dra.schema` accepts: one JSON value in, its Python form out.
 
-This is the parser's half of the schema: :mod:`space_dra.config` reads documents, merges
-them and applies the policy, and calls :func:`parse_value` for every field. A refused
+This is the parser's half of the schema: :func:`parse_document` reads one NamespaceConfig
+and calls :func:`parse_value` for every field; :mod:`space_dra.config` merges the
+documents and applies the policy. A refused
 value raises :class:`ConfigError` naming the field's path and what to change, because the
 message ends up in a ``NamespaceFailed`` condition a user reads.
 """
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, assert_never
 
 from space_dra import schema
+from space_dra.contract import CONFIG_API_VERSION, CONFIG_KIND
 from space_dra.quantity import parse_quantity
 
 SOURCE_CLASS: Final = "FromClass"
@@ -35,6 +38,41 @@ def _describe(source: str | None) -> str:
     return {SOURCE_CLASS: "from the DeviceClass", SOURCE_CLAIM: "from the claim"}.get(
         source or "", source or ""
     )
+
+
+def rule(kind: schema.Kind) -> str:
+    """What a value of ``kind`` must be, in words (admission messages, the reference)."""
+    match kind:
+        case schema.Text():
+            return f"{kind.rule} (up to {kind.max_length} characters)"
+        case schema.NamePrefix():
+            return (
+                f"a lowercase prefix of up to {kind.max_length} characters [a-z0-9-], not "
+                f"starting with {' or '.join(kind.reserved_prefixes)}"
+            )
+        case schema.MountPath():
+            return (
+                f"a normalized absolute path at least {kind.min_depth} levels deep, outside "
+                f"{', '.join(kind.reserved_roots)}"
+            )
+        case schema.Choice():
+            return f"one of {', '.join(kind.options)}"
+        case schema.Integer():
+            return f"an integer from {kind.minimum} to {kind.maximum}"
+        case schema.Boolean():
+            return "true or false"
+        case schema.Quantities():
+            return (
+                f"a map of up to {kind.max_entries} resource names to non-negative quantities "
+                '(e.g. {pods: "10", requests.memory: 2Gi})'
+            )
+        case schema.LimitRange():
+            return f"a map of {', '.join(kind.kinds)} to maps of resource names to quantities"
+        case schema.ListOf():
+            size = "a non-empty list" if kind.min_items else "a list"
+            return f"{size} of up to {kind.max_items} entries, each {rule(kind.item)}"
+        case _:
+            assert_never(kind)
 
 
 def parse_value(path: str, kind: schema.Kind, value: Any) -> Any:
@@ -63,6 +101,63 @@ def parse_value(path: str, kind: schema.Kind, value: Any) -> Any:
             return _list(path, value, kind)
         case _:
             assert_never(kind)
+
+
+_SETTINGS_FIELDS: Final = {item.name: item for item in schema.SETTINGS}
+_POLICY_FIELDS: Final = {item.name: item for item in schema.POLICY}
+
+
+@dataclass(frozen=True)
+class Document:
+    """One NamespaceConfig's fields, parsed: attribute name -> value."""
+
+    settings: dict[str, Any]
+    policy: dict[str, Any]
+
+
+def parse_document(parameters: Any, source: str) -> Document:
+    """Parse one opaque config; unknown fields and wrong types are errors."""
+    try:
+        if not isinstance(parameters, dict):
+            raise ConfigError("", f"parameters must be an object, got {typename(parameters)}")
+        api_version = parameters.get("apiVersion")
+        kind = parameters.get("kind")
+        if api_version != CONFIG_API_VERSION or kind != CONFIG_KIND:
+            raise ConfigError(
+                "",
+                f"apiVersion/kind must be {CONFIG_API_VERSION}/{CONFIG_KIND}, "
+                f"got {api_version!r}/{kind!r}",
+            )
+        settings: dict[str, Any] = {}
+        policy: dict[str, Any] = {}
+        for key, value in parameters.items():
+            if key in ("apiVersion", "kind"):
+                continue
+            if key in _SETTINGS_FIELDS:
+                item = _SETTINGS_FIELDS[key]
+                settings[item.attr] = parse_value(key, item.kind, value)
+            elif key == schema.POLICY_FIELD:
+                if source != SOURCE_CLASS:
+                    raise ConfigError(
+                        "policy", "only a DeviceClass may set policy; remove it from the claim"
+                    )
+                if not isinstance(value, dict):
+                    raise ConfigError("policy", f"must be an object, got {typename(value)}")
+                for pkey, pvalue in value.items():
+                    if pkey in schema.REMOVED_POLICY_FIELDS:
+                        raise ConfigError(f"policy.{pkey}", schema.REMOVED_POLICY_FIELDS[pkey])
+                    if pkey not in _POLICY_FIELDS:
+                        raise ConfigError(
+                            f"policy.{safe_key(pkey)}", unknown_field(pkey, _POLICY_FIELDS)
+                        )
+                    item = _POLICY_FIELDS[pkey]
+                    policy[item.attr] = parse_value(f"policy.{pkey}", item.kind, pvalue)
+            else:
+                known = {**_SETTINGS_FIELDS, schema.POLICY_FIELD: None}
+                raise ConfigError(safe_key(key), unknown_field(key, known))
+        return Document(settings, policy)
+    except ConfigError as exc:
+        raise ConfigError(exc.path, exc.message, source) from None
 
 
 def _str(path: str, value: Any, pattern: str | None = None, limit: int = 253) -> str:

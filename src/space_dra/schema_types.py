@@ -51,6 +51,8 @@ LOG_FORMATS: Final = ("text", "json")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 BINDING_CONDITIONS: Final = ("auto", "on", "off")
 PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
+# A pod's extended resource name: a domain outside kubernetes.io, "/", a qualified name.
+EXTENDED_RESOURCE_NAME: Final = f"{DNS_SUBDOMAIN}/[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?"
 
 
 def text(pattern: str | None = None, *, empty: bool = False, max_length: int = 253) -> Json:
@@ -60,6 +62,13 @@ def text(pattern: str | None = None, *, empty: bool = False, max_length: int = 2
         result["minLength"] = 1
     if pattern:
         result["pattern"] = f"^({pattern})?$" if empty else f"^{pattern}$"
+    return result
+
+
+def extended_resource_name() -> Json:
+    """``auto``, empty (none), or an extended resource name (not in kubernetes.io)."""
+    result = text(f"auto|{EXTENDED_RESOURCE_NAME}", empty=True, max_length=253)
+    result["not"] = {"pattern": "kubernetes[.]io/"}
     return result
 
 

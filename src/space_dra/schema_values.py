@@ -46,6 +46,7 @@ from space_dra.schema_types import (
     boolean,
     choice,
     closed,
+    extended_resource_name,
     integer,
     path,
     port,
@@ -132,6 +133,18 @@ VALUES: Final = Group(
             (
                 Value("create", boolean(), True, "Create the DeviceClass with this chart."),
                 Value("name", text(DNS_SUBDOMAIN, empty=True), "", "Defaults to driverName."),
+                Value(
+                    "extendedResourceName",
+                    extended_resource_name(),
+                    "auto",
+                    "The extended resource a pod asks for in `resources.limits` to get a "
+                    "namespace of this class without a claim of its own (the scheduler "
+                    "generates one; env `SPACE_*`, mount `/etc/space`). `auto`: "
+                    "`<driverName>/namespace` on Kubernetes 1.36 or newer "
+                    "(DRAExtendedResource: beta in 1.36, GA in 1.37), none before; empty: none; "
+                    "another name: that one (an API server without the feature drops it). "
+                    "`helm template` needs `--kube-version` for `auto`.",
+                ),
             ),
             "The DeviceClass users reference in their ResourceClaims. It carries the admin "
             "policy and defaults below as an opaque NamespaceConfig.",

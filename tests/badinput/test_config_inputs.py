@@ -22,6 +22,7 @@ FIELDS = [
     "limitRange",
     "networkPolicy",
     "tokenExpirationSeconds",
+    "lifetimeSeconds",
     "envPrefix",
     "mountPath",
     "policy",
@@ -34,6 +35,10 @@ POLICY_FIELDS = [
     "maxTokenExpirationSeconds",
     "allowedNamePrefixes",
     "allowedNetworkPolicies",
+    "maxLifetimeSeconds",
+    "defaultLifetimeSeconds",
+    "allowNestedClaims",
+    # Removed; still refused with its reason.
     "allowAdminAccess",
 ]
 hostile_text = st.one_of(
@@ -81,6 +86,7 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     "limitRange": st.fixed_dictionaries({"default": st.just({"cpu": "500m"})}),
     "networkPolicy": st.sampled_from(["none", "deny-ingress", "deny-all"]),
     "tokenExpirationSeconds": st.integers(0, 10 * 86400),
+    "lifetimeSeconds": st.integers(0, 400 * 86400),
     "envPrefix": st.sampled_from(["WORK", "_X", "A1"]),
     "mountPath": st.sampled_from(["/etc/space", "/var/run/x", "/work/a/b"]),
 }
@@ -96,6 +102,9 @@ VALID_POLICY: dict[str, st.SearchStrategy[Any]] = {
     "allowedNetworkPolicies": st.lists(
         st.sampled_from(["none", "deny-ingress", "deny-all"]), min_size=1, max_size=3
     ),
+    "maxLifetimeSeconds": st.integers(0, 400 * 86400),
+    "defaultLifetimeSeconds": st.integers(0, 400 * 86400),
+    "allowNestedClaims": st.booleans(),
     "allowAdminAccess": st.booleans(),
 }
 
@@ -144,10 +153,15 @@ def test_parser_never_crashes_and_errors_name_a_field(
     settings_ = resolved.settings
     assert settings_.role in resolved.policy.allowed_roles
     assert 600 <= settings_.token_expiration_seconds <= 7 * 86400
+    cap = resolved.policy.max_lifetime_seconds
+    if settings_.lifetime_seconds is not None:
+        assert 10 <= settings_.lifetime_seconds <= (cap or 366 * 86400)
+    else:
+        assert cap is None
     assert not settings_.generate_name.startswith("kube-")
     if settings_.mount_path:
         assert ".." not in settings_.mount_path.split("/")
-    assert not admin_access or resolved.policy.allow_admin_access
+    assert not admin_access, "adminAccess is always refused"
 
 
 @settings(max_examples=200, deadline=None)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2
 
-from space_dra.contract import WORKLOAD_SERVICE_ACCOUNT
+from space_dra.contract import CONDITION_HEALTHY, WORKLOAD_SERVICE_ACCOUNT
 from space_dra.plugin.server import PluginServer
 from space_dra.proto.dra.v1 import api_pb2 as v1
 from space_dra.proto.dra.v1beta1 import api_pb2 as v1beta1
@@ -24,6 +24,7 @@ from space_dra.proto.pluginregistration import api_pb2 as reg
 from tests.protocol.conftest import Dirs, Harness, Kubelet, serving
 from tests.support.claims import (
     SERVER,
+    condition,
     failed_device,
     make_claim,
     namespace_config,
@@ -265,6 +266,26 @@ async def test_template_claim_uses_pod_claim_name_for_env_and_mount(harness: Har
     assert edits["mounts"][0]["containerPath"] == "/etc/my-space"
 
 
+async def test_a_claim_generated_for_a_pods_extended_resource_uses_the_fixed_names(
+    harness: Harness,
+) -> None:
+    # What the scheduler creates for a pod asking for the DeviceClass's extended resource.
+    name = "pod0-extended-resources-x7k2p"
+    uid = add_ready_claim(
+        harness,
+        name=name,
+        annotations={"resource.kubernetes.io/extended-resource-claim": "true"},
+    )
+    response = await harness.kubelet.prepare(("default", name, uid))
+    assert response.claims[uid].error == ""
+    spec = json.loads((harness.dirs.cdi / f"{DRIVER}-{uid}.json").read_text())
+    edits = spec["devices"][0]["containerEdits"]
+    assert "SPACE_KUBECONFIG=/etc/space/kubeconfig" in edits["env"]
+    assert f"SPACE_NAMESPACE=ephemeral-ns-{uid[:5]}" in edits["env"]
+    assert not any(e.startswith("POD0_") for e in edits["env"])
+    assert edits["mounts"][0]["containerPath"] == "/etc/space"
+
+
 async def test_opaque_config_overrides_env_prefix_mount_and_lifetime(harness: Harness) -> None:
     config = namespace_config(
         envPrefix="WORK", mountPath="/var/work/space", tokenExpirationSeconds=1200
@@ -375,6 +396,18 @@ async def test_batch_answers_every_uid_and_writes_nothing_for_failures(harness: 
         make_claim(uid, name="failed", status_devices=[failed_device("slot-0", "quota too big")])
     )
     bad["quota too big"] = ("default", "failed", uid)
+
+    uid = new_uid()
+    expired = ready_device("slot-0", "gone-ns")
+    expired["conditions"].append(
+        condition(CONDITION_HEALTHY, "False", "NamespaceExpired", "gone-ns expired at noon")
+    )
+    harness.kube.put_claim(make_claim(uid, name="expired", status_devices=[expired]))
+    bad["namespace gone-ns: NamespaceExpired: gone-ns expired at noon"] = (
+        "default",
+        "expired",
+        uid,
+    )
 
     uid = new_uid()
     harness.kube.put_claim(

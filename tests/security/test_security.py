@@ -312,20 +312,45 @@ def test_claim_config_cannot_exceed_policy(
         local_cluster.kubectl("delete", "deviceclass", device_class, "--ignore-not-found")
 
 
-def test_admin_access_is_rejected_unless_policy_allows_it(
+def test_admin_access_is_rejected(
     local_cluster: ClusterHandle, host_driver: HostDriver, workspace: str
 ) -> None:
+    """docs/security.md, "Admin access": refused whatever the policy says, at admission for
+    the chart's DeviceClass and by the controller for any other class."""
     # The API only allows adminAccess in namespaces labelled for it.
     local_cluster.kubectl(
         "label", "namespace", workspace, "resource.kubernetes.io/admin-access=true"
     )
-    claim = yaml.safe_load(claim_manifest(workspace, "admin"))
-    claim["spec"]["devices"]["requests"][0]["exactly"]["adminAccess"] = True
-    local_cluster.apply(yaml.safe_dump(claim))
-    local_cluster.apply(pod_manifest(workspace, "p", local_cluster.testbox_image, claim="admin"))
-    message = wait_claim_failed(local_cluster, workspace, "admin")
-    assert "adminAccess" in message and "policy" in message
-    uid = claim_json(local_cluster, workspace, "admin")["metadata"]["uid"]
-    assert not local_cluster.kubectl(
-        "get", "namespaces", "-l", f"space.resource.example.com/claim-uid={uid}", "-o", "name"
-    ).strip()
+
+    def admin_claim(device_class: str) -> str:
+        claim = yaml.safe_load(claim_manifest(workspace, "admin", device_class=device_class))
+        claim["spec"]["devices"]["requests"][0]["exactly"]["adminAccess"] = True
+        return str(yaml.safe_dump(claim))
+
+    refused = local_cluster.kubectl_result(
+        "apply", "-f", "-", input=admin_claim(DEFAULT_DRIVER_NAME)
+    )
+    assert refused.returncode != 0
+    assert "adminAccess is not supported" in refused.stderr, refused.stderr
+
+    device_class = f"space-admin-{workspace}"
+    _capped_class(local_cluster, device_class, {})
+    try:
+        local_cluster.apply(admin_claim(device_class))
+        local_cluster.apply(
+            pod_manifest(workspace, "p", local_cluster.testbox_image, claim="admin")
+        )
+        message = wait_claim_failed(local_cluster, workspace, "admin")
+        assert "adminAccess" in message and "does not support" in message
+        uid = claim_json(local_cluster, workspace, "admin")["metadata"]["uid"]
+        assert not local_cluster.kubectl(
+            "get", "namespaces", "-l", f"space.resource.example.com/claim-uid={uid}", "-o", "name"
+        ).strip()
+    finally:
+        local_cluster.kubectl(
+            "delete", "pod", "p", "-n", workspace, "--ignore-not-found", "--wait=true"
+        )
+        local_cluster.kubectl(
+            "delete", "resourceclaim", "admin", "-n", workspace, "--ignore-not-found"
+        )
+        local_cluster.kubectl("delete", "deviceclass", device_class, "--ignore-not-found")

@@ -68,6 +68,16 @@ BAD_VALUES: list[tuple[list[str], str, str]] = [
         "minLength",
     ),
     (
+        ["--set", "deviceClass.extendedResourceName=namespace"],
+        "at '/deviceClass/extendedResourceName'",
+        "pattern",
+    ),
+    (
+        ["--set", "deviceClass.extendedResourceName=kubernetes.io/namespace"],
+        "at '/deviceClass/extendedResourceName'",
+        "'not' failed",
+    ),
+    (
         ["--set", "kubeletPlugin.health.failureThreshold=0"],
         "at '/kubeletPlugin/health/failureThreshold'",
         "minimum",
@@ -97,6 +107,17 @@ GOOD_VALUES: dict[str, list[str]] = {
     ],
     "no-admission-policy": [
         *("--set", "admissionPolicy.enabled=false", "--set", "deviceClass.create=false"),
+    ],
+    "extended-resource": [
+        *("--set", "deviceClass.extendedResourceName=example.com/workspace"),
+    ],
+    "no-extended-resource": [
+        *("--set", "deviceClass.extendedResourceName="),
+    ],
+    # A Role in each template namespace: they must exist (the cluster suite dry-runs these).
+    "templates": [
+        *("--set-json", 'policy.allowedTemplates=["default","kube-public"]'),
+        *("--set-json", 'defaults.template="default"'),
     ],
     # Every convention a platform team may set (tests/unit/test_chart_conventions.py).
     "conventions": [

@@ -28,6 +28,7 @@ from space_dra.controller.manifests import namespace_object
 from space_dra.controller.ownership import Signer
 from space_dra.controller.provision import ProvisionerOptions
 from space_dra.controller.reconciler import Reconciler, ReconcilerOptions
+from space_dra.controller.slices import SlotTaints
 from space_dra.kube_memory import MemoryKube
 from tests.support.claims import SERVER
 
@@ -56,17 +57,22 @@ async def running_reconciler(
     kube: MemoryKube,
     rejection_memory_seconds: float = 300.0,
     policy: Policy | None = None,
+    template_quota_wait_seconds: float = 30.0,
+    taints: SlotTaints | None = None,
+    signer: Signer = SIGNER,
     **changes: Any,
 ) -> AsyncIterator[Reconciler]:
     """The reconciler running (caches synced, first sweep done) until the block ends;
-    ``policy`` is the installation's (the built-in one when None)."""
+    ``policy`` is the installation's (the built-in one when None); ``taints`` are shared
+    with a slice publisher the test runs, if any."""
     provisioning = replace(
         PROVISIONING,
         rejection_memory_seconds=rejection_memory_seconds,
         policy=policy or Policy(),
+        template_quota_wait_seconds=template_quota_wait_seconds,
     )
     options = replace(OPTIONS, provisioning=provisioning, **changes)
-    reconciler = Reconciler(kube, SIGNER, options)
+    reconciler = Reconciler(kube, signer, options, taints)
     task = asyncio.create_task(reconciler.run())
     try:
         await eventually(lambda: reconciler.synced, "caches synced")

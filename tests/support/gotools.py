@@ -26,5 +26,8 @@ def build(module_dir: Path, name: str) -> Path:
         raise RuntimeError("the Go toolchain is needed to build " + name)
     binary.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
-    subprocess.run([go, "build", "-o", str(binary), "."], cwd=module_dir, env=env, check=True)
+    # -trimpath as localcluster builds Kubernetes: the same packages come from Go's build cache.
+    subprocess.run(
+        [go, "build", "-trimpath", "-o", str(binary), "."], cwd=module_dir, env=env, check=True
+    )
     return binary

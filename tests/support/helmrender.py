@@ -34,9 +34,14 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def render(*args: str, release: str = RELEASE) -> list[dict[str, Any]]:
-    """Every object the chart renders with these helm arguments (``--set ...``)."""
-    result = helm("template", release, str(CHART), "-n", NAMESPACE, *KUBE_VERSION, *args)
+def render(
+    *args: str, release: str = RELEASE, kube_version: str = releases.DEFAULT
+) -> list[dict[str, Any]]:
+    """Every object the chart renders with these helm arguments (``--set ...``), for a
+    cluster of ``kube_version`` (values such as ``auto`` depend on it)."""
+    result = helm(
+        "template", release, str(CHART), "-n", NAMESPACE, "--kube-version", kube_version, *args
+    )
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 

@@ -29,6 +29,7 @@ from space_dra.contract import (
     CONDITION_HEALTHY,
     CONTROLLER_NAME,
     DEFAULT_DRIVER_NAME,
+    EXPIRES_AT_FIELD,
     POD_CLAIM_NAME_ANNOTATION,
     ClaimView,
     DeviceRef,
@@ -36,7 +37,6 @@ from space_dra.contract import (
 )
 from space_dra.controller.manifests import namespace_contents, namespace_object
 from space_dra.kube_memory import MemoryKube
-from space_dra.kubectl.model import EXPIRES_AT_FIELD, expires_at_annotation
 from tests.support.claims import (
     condition,
     failed_device,
@@ -350,7 +350,7 @@ def build() -> MemoryKube:
         worker,
         "slot-7",
         "ephemeral-ns-w7w7w",
-        **{expires_at_annotation(DRIVER): "2026-11-30T11:00:00Z"},
+        **{ManagementLabels(DRIVER).expires_at: "2026-11-30T11:00:00Z"},
     )
     kube.put(
         pod(

@@ -117,7 +117,7 @@ def test_valid_configs_are_admitted(admission: Judge) -> None:
     )
     defaults = doc(
         **{item.name: item.default for item in schema.SETTINGS if item.default is not None},
-        policy={item.name: item.default for item in schema.POLICY},
+        policy={item.name: item.default for item in schema.POLICY if item.default is not None},
     )
     objects = [
         claim(doc()),
@@ -162,7 +162,11 @@ def test_valid_configs_are_admitted(admission: Judge) -> None:
         (device_class, {"policy": "admin"}, "policy must be an object"),
         (device_class, {"policy": {"surprise": 1}}, "policy must be an object with the fields"),
         (device_class, {"policy": {"allowedRoles": []}}, "policy.allowedRoles must be a non-empty"),
-        (device_class, {"policy": {"allowAdminAccess": "yes"}}, "allowAdminAccess must be true"),
+        (device_class, {"policy": {"allowNestedClaims": "yes"}}, "allowNestedClaims must be true"),
+        (device_class, {"policy": {"allowAdminAccess": False}}, "policy must be an object with"),
+        (claim, {"lifetimeSeconds": 5}, "lifetimeSeconds must be an integer from 10"),
+        (claim, {"lifetimeSeconds": "20"}, "lifetimeSeconds must be an integer"),
+        (device_class, {"policy": {"maxLifetimeSeconds": 0}}, "maxLifetimeSeconds must be"),
         (device_class, {"policy": {"maxQuota": {"pods": 1.5}}}, "policy.maxQuota must be"),
         (
             device_class,

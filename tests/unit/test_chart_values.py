@@ -7,11 +7,14 @@ helm, so CI always runs them.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from localcluster import releases
 from space_dra import schema_cel
 from space_dra.config import SOURCE_CLASS, Policy, Settings, resolve
 from space_dra.contract import DEFAULT_DRIVER_NAME
@@ -112,3 +115,103 @@ def test_tenancy_policies_name_the_release_identities() -> None:
         if doc["kind"] == "ValidatingAdmissionPolicyBinding"
     }
     assert set(policies) == bindings
+
+
+def extended_resource_name(*args: str, kube_version: str = releases.DEFAULT) -> str | None:
+    device_class = the(render(*args, kube_version=kube_version), "DeviceClass")
+    name: str | None = device_class["spec"].get("extendedResourceName")
+    return name
+
+
+@pytest.mark.parametrize(
+    ("release", "named"),
+    [(release, int(release.split(".")[1]) >= 36) for release in releases.SUPPORTED],
+)
+def test_auto_names_the_extended_resource_where_the_cluster_has_the_feature(
+    release: str, named: bool
+) -> None:
+    """DRAExtendedResource: alpha and off in 1.34 and 1.35, beta and on in 1.36, GA in 1.37."""
+    expected = f"{DEFAULT_DRIVER_NAME}/namespace" if named else None
+    assert extended_resource_name(kube_version=release) == expected
+
+
+def test_the_extended_resource_follows_the_driver_name_and_can_be_chosen_or_left_off() -> None:
+    assert extended_resource_name("--set", "driverName=dra.example.org") == (
+        "dra.example.org/namespace"
+    )
+    chosen = ("--set", "deviceClass.extendedResourceName=example.com/workspace")
+    assert extended_resource_name(*chosen) == "example.com/workspace"
+    # Set as asked even where the API server would drop it (the admin's explicit choice).
+    assert extended_resource_name(*chosen, kube_version="1.35.4") == "example.com/workspace"
+    assert extended_resource_name("--set", "deviceClass.extendedResourceName=") is None
+
+
+def test_the_claim_shape_policy_knows_every_name_a_pod_can_ask_by() -> None:
+    def names(*args: str, kube_version: str = releases.DEFAULT) -> list[str]:
+        policy = the(
+            render(*args, kube_version=kube_version), "ValidatingAdmissionPolicy", "-shape"
+        )
+        [variable] = [v for v in policy["spec"]["variables"] if v["name"] == "resourceNames"]
+        found: list[str] = json.loads(variable["expression"])
+        return found
+
+    implicit = f"deviceclass.resource.kubernetes.io/{DEFAULT_DRIVER_NAME}"
+    assert names() == [f"{DEFAULT_DRIVER_NAME}/namespace", implicit]
+    # The implicit name exists wherever the feature is on, even with no name of our own.
+    assert names("--set", "deviceClass.extendedResourceName=") == [implicit]
+    assert names(kube_version="1.35.4") == [implicit]
+    assert names("--set", "deviceClass.name=small") == [
+        f"{DEFAULT_DRIVER_NAME}/namespace",
+        "deviceclass.resource.kubernetes.io/small",
+    ]
+
+
+def rules_on_secrets(role: dict[str, Any]) -> list[set[str]]:
+    return [
+        set(rule["verbs"])
+        for rule in role.get("rules", [])
+        if "" in rule.get("apiGroups", []) and "secrets" in rule.get("resources", [])
+    ]
+
+
+def test_the_controller_reads_secrets_only_in_the_template_namespaces() -> None:
+    args = ("--set-json", 'policy.allowedTemplates=["team-defaults","ci-defaults"]')
+    docs = render(*args)
+    readers = {
+        doc["metadata"]["namespace"]: doc
+        for doc in docs
+        if doc["kind"] == "Role" and doc["metadata"]["name"].endswith("-template-reader")
+    }
+    assert set(readers) == {"team-defaults", "ci-defaults"}
+    for role in readers.values():
+        assert role["rules"] == [
+            {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["list"]}
+        ]
+    bindings = [
+        doc
+        for doc in docs
+        if doc["kind"] == "RoleBinding" and doc["metadata"]["name"].endswith("-template-reader")
+    ]
+    assert {b["metadata"]["namespace"] for b in bindings} == set(readers)
+    for binding in bindings:
+        assert binding["roleRef"]["name"] == readers["ci-defaults"]["metadata"]["name"]
+        assert binding["subjects"] == [
+            {
+                "kind": "ServiceAccount",
+                "name": "schema-space-dra-controller",
+                "namespace": "space-dra",
+            }
+        ]
+    # Cluster-wide, the controller may only create ConfigMaps and Secrets (the copies).
+    for cluster_role in (doc for doc in docs if doc["kind"] == "ClusterRole"):
+        for verbs in rules_on_secrets(cluster_role):
+            assert verbs == {"create"}, cluster_role["metadata"]["name"]
+    # No template allowed: no reader anywhere.
+    assert not [doc for doc in render() if doc["metadata"]["name"].endswith("-template-reader")]
+
+
+def test_copies_are_protected_like_everything_the_controller_puts_in_a_namespace() -> None:
+    policy = the(render(), "ValidatingAdmissionPolicy", "-managed-objects")["spec"]
+    core = [r for r in policy["matchConstraints"]["resourceRules"] if r["apiGroups"] == [""]]
+    assert [set(r["resources"]) >= {"configmaps", "secrets"} for r in core] == [True]
+    assert set(core[0]["operations"]) == {"CREATE", "UPDATE", "DELETE"}

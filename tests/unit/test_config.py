@@ -113,6 +113,7 @@ def test_class_policy_defaults_fill_what_the_claim_leaves_open() -> None:
             "networkPolicy",
             "not allowed",
         ),
+        ([claim(template="team-defaults")], "template", "policy.allowedTemplates"),
     ],
 )
 def test_rejections_name_the_field_and_what_to_change(
@@ -140,13 +141,17 @@ def test_wrong_kind_or_version_is_rejected() -> None:
         parse_document("role: admin", SOURCE_CLAIM)
 
 
-def test_admin_access_needs_explicit_policy() -> None:
-    with pytest.raises(ConfigError, match="adminAccess"):
-        resolve([], admin_access=True)
-    installation = Policy(allow_admin_access=True)
-    assert resolve(
-        [klass(policy={"allowAdminAccess": True})], admin_access=True, installation=installation
-    ).policy.allow_admin_access
+def test_admin_access_is_always_refused() -> None:
+    """docs/security.md, 'Admin access': a namespace device has no meaning for it."""
+    with pytest.raises(ConfigError) as caught:
+        resolve([klass(), claim()], admin_access=True)
+    assert "adminAccess" in str(caught.value) and "does not support" in str(caught.value)
+    assert "from the claim" in str(caught.value)
+    # The policy field that used to allow it names why it went.
+    with pytest.raises(ConfigError) as caught:
+        resolve([klass(policy={"allowAdminAccess": True})])
+    assert caught.value.path == "policy.allowAdminAccess"
+    assert "removed" in str(caught.value) and "refuses adminAccess" in str(caught.value)
 
 
 def test_token_lifetime_defaults_are_clamped_into_policy_bounds() -> None:

@@ -18,6 +18,7 @@ from space_dra.contract import (
     CONDITION_HEALTHY,
     CONDITION_READY,
     DEFAULT_DRIVER_NAME,
+    EXPIRES_AT_FIELD,
     ManagementLabels,
 )
 from space_dra.kube import Forbidden
@@ -26,13 +27,11 @@ from space_dra.kubectl.detail import ClaimDetail, describe, health_rows
 from space_dra.kubectl.fetch import FetchError, fetch_claim, fetch_details, fetch_list
 from space_dra.kubectl.model import (
     DELETING,
-    EXPIRES_AT_FIELD,
     FAILED,
     PENDING,
     READY,
     UNHEALTHY,
     ClaimSummary,
-    expires_at_annotation,
     parse_time,
     summaries,
     summarize,
@@ -129,7 +128,7 @@ def test_status_data_wins_and_garbage_is_ignored() -> None:
     claim = make_claim(new_uid(), devices=[("ns", "slot-0")], status_devices=[device])
     annotated = Namespace(
         metadata=ObjectMeta(
-            name="ns-a", annotations={expires_at_annotation(DRIVER): "2027-01-01T00:00:00Z"}
+            name="ns-a", annotations={ManagementLabels(DRIVER).expires_at: "2027-01-01T00:00:00Z"}
         )
     )
     assert summarize(claim, DRIVER, {"ns-a": annotated}).expires_at == parse_time(

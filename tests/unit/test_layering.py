@@ -44,6 +44,7 @@ CORE = tuple(
         "metrics",
         "faults",
         "httpserver",
+        "times",
     )
 )
 # All the kubelet protocol layer may use of the driver: it must stay free of namespaces.

@@ -34,6 +34,7 @@ STRICT = load_policy(
         "allowedNamePrefixes": ["team-"],
         "allowedNetworkPolicies": ["deny-all"],
         "maxDevicesPerClaim": 2,
+        "allowedTemplates": ["team-defaults", "ci-defaults"],
     }
 )
 
@@ -65,9 +66,9 @@ def test_a_class_cannot_widen_any_field() -> None:
         maxTokenExpirationSeconds=86400,
         allowedNamePrefixes=["team-a-", "other-"],
         allowedNetworkPolicies=["none", "deny-all"],
-        allowAdminAccess=True,
         maxDevicesPerClaim=32,
         allowNestedClaims=True,
+        allowedTemplates=["ci-defaults", "kube-system"],
     )
     policy = resolve([widening], installation=STRICT).policy
     assert policy.allowed_roles == ("edit",)
@@ -76,10 +77,12 @@ def test_a_class_cannot_widen_any_field() -> None:
     assert policy.max_token_expiration_seconds == 3600
     assert policy.allowed_name_prefixes == ("team-a-",)
     assert policy.allowed_network_policies == ("deny-all",)
-    assert not policy.allow_admin_access
     assert policy.max_devices_per_claim == 2
     assert not policy.allow_nested_claims
+    assert policy.allowed_templates == ("ci-defaults",)
     for request in (
+        claim(template="kube-system"),
+        claim(template="team-defaults"),
         claim(role="admin"),
         claim(podSecurity="baseline"),
         claim(quota={"pods": "11"}),
@@ -91,6 +94,33 @@ def test_a_class_cannot_widen_any_field() -> None:
             resolve([widening, request], installation=STRICT)
     with pytest.raises(ConfigError, match="adminAccess"):
         resolve([widening], admin_access=True, installation=STRICT)
+
+
+def test_templates_are_the_intersection_and_a_class_may_allow_none() -> None:
+    assert resolve([], installation=STRICT).policy.allowed_templates == (
+        "team-defaults",
+        "ci-defaults",
+    )
+    chosen = resolve(
+        [klass(allowedTemplates=["ci-defaults"]), claim(template="ci-defaults")],
+        installation=STRICT,
+    )
+    assert chosen.settings.template == "ci-defaults"
+    assert chosen.policy.allowed_templates == ("ci-defaults",)
+    # A class that allows none of the installation's is not an error: it allows no template.
+    nothing = resolve([klass(allowedTemplates=["elsewhere"])], installation=STRICT)
+    assert nothing.policy.allowed_templates == ()
+    with pytest.raises(ConfigError) as caught:
+        resolve(
+            [klass(allowedTemplates=["elsewhere"]), claim(template="elsewhere")],
+            installation=STRICT,
+        )
+    assert caught.value.path == "template"
+    assert "allows no template" in str(caught.value)
+    assert "policy.allowedTemplates" in str(caught.value)
+    # The built-in policy allows none: an installation must name its templates.
+    with pytest.raises(ConfigError, match="template"):
+        resolve([claim(template="team-defaults")])
 
 
 def test_a_class_may_narrow_further() -> None:
@@ -122,7 +152,8 @@ def test_a_class_that_leaves_nothing_allowed_is_refused_naming_the_field(
 
 def test_the_installation_policy_is_parsed_strictly() -> None:
     assert load_policy(None) == Policy()
-    assert load_policy({"allowAdminAccess": True}).allow_admin_access
+    with pytest.raises(ConfigError, match=r"policy\.allowAdminAccess: removed"):
+        load_policy({"allowAdminAccess": False})
     with pytest.raises(ConfigError, match=r"policy\.surprise"):
         load_policy({"surprise": 1})
     with pytest.raises(ConfigError, match="maxDevicesPerClaim"):
@@ -142,8 +173,10 @@ POLICIES = st.fixed_dictionaries(
         "minTokenExpirationSeconds": st.sampled_from([600, 1800]),
         "maxTokenExpirationSeconds": st.sampled_from([3600, 86400]),
         "maxDevicesPerClaim": st.integers(1, 32),
-        "allowAdminAccess": st.booleans(),
+        "maxLifetimeSeconds": st.sampled_from([60, 3600]),
+        "defaultLifetimeSeconds": st.sampled_from([30, 600, 7200]),
         "allowNestedClaims": st.booleans(),
+        "allowedTemplates": st.lists(st.sampled_from(["a", "b", "c"]), unique=True),
     },
 )
 
@@ -153,7 +186,10 @@ POLICIES = st.fixed_dictionaries(
 def test_narrowing_never_allows_more_than_the_installation(
     installation: dict[str, Any], requested: dict[str, Any]
 ) -> None:
-    base = load_policy(installation)
+    try:
+        base = load_policy(installation)
+    except ConfigError:
+        return  # an installation default above its own cap is refused at start
     try:
         policy = resolve([klass(**requested)], installation=base).policy
     except ConfigError:
@@ -166,6 +202,11 @@ def test_narrowing_never_allows_more_than_the_installation(
     assert policy.min_token_expiration_seconds >= base.min_token_expiration_seconds
     assert policy.max_token_expiration_seconds <= base.max_token_expiration_seconds
     assert policy.max_devices_per_claim <= base.max_devices_per_claim
-    assert policy.allow_admin_access <= base.allow_admin_access
+    if base.max_lifetime_seconds is not None:
+        assert policy.max_lifetime_seconds is not None
+        assert policy.max_lifetime_seconds <= base.max_lifetime_seconds
+    if policy.max_lifetime_seconds is not None and policy.default_lifetime_seconds is not None:
+        assert policy.default_lifetime_seconds <= policy.max_lifetime_seconds
     assert policy.allow_nested_claims <= base.allow_nested_claims
+    assert set(policy.allowed_templates) <= set(base.allowed_templates)
     assert narrow(policy, {}) == policy

@@ -8,6 +8,8 @@ import pytest
 
 from space_dra.config import Settings
 from space_dra.naming import (
+    EXTENDED_RESOURCE_ENV_PREFIX,
+    EXTENDED_RESOURCE_MOUNT_PATH,
     NamingError,
     check_uid,
     device_layout,
@@ -63,6 +65,51 @@ def test_single_and_numbered_layouts() -> None:
         "TEST_CLAIM_1",
         "/etc/test-claim-1",
     )
+
+
+def test_a_claim_generated_for_an_extended_resource_gets_the_fixed_names() -> None:
+    # The scheduler names the claim "<pod>-extended-resources-<random>": never the prefix.
+    generated = "pod0-extended-resources-x7k2p"
+    one = device_layout(UID, generated, 0, 1, Settings(), extended_resource=True)
+    assert (one.env_prefix, one.mount_path) == ("SPACE", "/etc/space")
+    assert (EXTENDED_RESOURCE_ENV_PREFIX, EXTENDED_RESOURCE_MOUNT_PATH) == ("SPACE", "/etc/space")
+    assert one.env("drv", "ns-a", "https://s") == {
+        "DRA_RESOURCE_DRIVER_NAME": "drv",
+        "SPACE_CLUSTER": "https://s",
+        "SPACE_NAMESPACE": "ns-a",
+        "SPACE_KUBECONFIG": "/etc/space/kubeconfig",
+    }
+    assert one.cdi_device_name == UID
+
+
+def test_several_extended_resource_devices_are_numbered_across_the_claim() -> None:
+    layouts = [
+        device_layout(UID, "p-extended-resources-abcde", i, 3, Settings(), extended_resource=True)
+        for i in range(3)
+    ]
+    assert [(x.env_prefix, x.mount_path, x.cdi_device_name) for x in layouts] == [
+        ("SPACE_0", "/etc/space-0", f"{UID}-0"),
+        ("SPACE_1", "/etc/space-1", f"{UID}-1"),
+        ("SPACE_2", "/etc/space-2", f"{UID}-2"),
+    ]
+
+
+def test_a_class_config_still_names_extended_resource_devices() -> None:
+    settings = Settings(env_prefix="WORK", mount_path="/var/work")
+    layout = device_layout(
+        UID, "p-extended-resources-abcde", 0, 1, settings, extended_resource=True
+    )
+    assert (layout.env_prefix, layout.mount_path) == ("WORK", "/var/work")
+
+
+def test_a_generated_name_that_is_no_env_name_does_not_matter_for_extended_resources() -> None:
+    # A pod named "9-lives" gets a claim "9-lives-extended-resources-…": no valid env prefix.
+    with pytest.raises(NamingError):
+        device_layout(UID, "9-lives-extended-resources-abcde", 0, 1, Settings())
+    layout = device_layout(
+        UID, "9-lives-extended-resources-abcde", 0, 1, Settings(), extended_resource=True
+    )
+    assert layout.env_prefix == "SPACE"
 
 
 @pytest.mark.parametrize("uid", ["", "../x", UID.upper(), UID + "/..", "x" * 36])

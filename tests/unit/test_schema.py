@@ -20,6 +20,7 @@ from space_dra.config import (
     ConfigError,
     Policy,
     Settings,
+    load_policy,
     parse_document,
     resolve,
 )
@@ -65,12 +66,17 @@ def test_dataclasses_mirror_the_schema() -> None:
         assert getattr(Settings(), item.attr) == expected, item.name
 
 
+# Templates must be named by the installation's policy (a DeviceClass can only narrow it).
+EXAMPLE_INSTALLATION = load_policy({"allowedTemplates": ["team-defaults"]})
+
+
 @pytest.mark.parametrize("item", schema.SETTINGS, ids=lambda item: item.name)
 def test_each_setting_example_is_accepted_from_a_claim(item: schema.Field) -> None:
     # The policy that lets every example through shows the examples are consistent.
     policy = {"allowedRoles": ["admin", "edit", "view"], "maxTokenExpirationSeconds": 86400}
     resolved = resolve(
-        [(SOURCE_CLASS, doc(policy=policy)), (SOURCE_CLAIM, doc(**{item.name: item.example}))]
+        [(SOURCE_CLASS, doc(policy=policy)), (SOURCE_CLAIM, doc(**{item.name: item.example}))],
+        installation=EXAMPLE_INSTALLATION,
     )
     value = getattr(resolved.settings, item.attr)
     assert value == (item.example if not isinstance(item.example, list) else tuple(item.example))
@@ -102,7 +108,7 @@ def test_readme_shows_the_generated_example() -> None:
     assert example_yaml() in readme
     assert "docs/configuration.md" in readme
     # The example is a valid DeviceClass config.
-    resolve([(SOURCE_CLASS, yaml.safe_load(example_yaml()))])
+    resolve([(SOURCE_CLASS, yaml.safe_load(example_yaml()))], installation=EXAMPLE_INSTALLATION)
 
 
 def test_reference_documents_every_field_and_value() -> None:

@@ -9,10 +9,11 @@ from lightkube.resources.resource_v1 import ResourceClaim
 
 from space_dra.contract import (
     DEFAULT_DRIVER_NAME,
+    EXTENDED_RESOURCE_CLAIM_ANNOTATION,
     POD_CLAIM_NAME_ANNOTATION,
     ClaimView,
-    slim_claim,
 )
+from space_dra.controller.slim import slim_claim
 from tests.support.claims import make_claim, namespace_config, new_uid, ready_device
 
 FOREIGN = "gpu.example.com"
@@ -78,6 +79,22 @@ def test_the_controller_reads_the_same_from_a_slim_claim() -> None:
     assert slim.claim.status is not None and full.claim.status is not None
     assert slim.claim.status.reservedFor == full.claim.status.reservedFor
     assert size < 4000, "foreign configs, labels and annotations are dropped"
+
+
+def test_a_claim_generated_for_an_extended_resource_is_known_as_such_when_slim() -> None:
+    claim = make_claim(
+        new_uid(),
+        name="pod0-extended-resources-x7k2p",
+        annotations={EXTENDED_RESOURCE_CLAIM_ANNOTATION: "true", "other": "dropped"},
+    )
+    full, slim, _ = views(claim)
+    assert full.extended_resource and slim.extended_resource
+    assert slim.claim.metadata is not None
+    assert slim.claim.metadata.annotations == {EXTENDED_RESOURCE_CLAIM_ANNOTATION: "true"}
+    # Only "true" marks it (the API's single valid value).
+    other = make_claim(new_uid(), annotations={EXTENDED_RESOURCE_CLAIM_ANNOTATION: "yes"})
+    assert not views(other)[1].extended_resource
+    assert not views(make_claim(new_uid()))[1].extended_resource
 
 
 def test_a_claim_not_allocated_to_us_keeps_only_its_identity() -> None:

@@ -4,7 +4,8 @@
 // generates from the schema are tested in seconds.
 //
 // Input (stdin, JSON): {"variables": [{"name", "expression"}], "validations":
-// [{"expression", "message", "reason"}], "objects": [<object>...]}.
+// [{"expression", "message", "messageExpression", "reason"}], "objects": [<object>...], "namespaces":
+// [<Namespace or null>...]}; namespaces (optional) gives each object's namespaceObject.
 // Output (stdout, JSON): {"compileErrors": [...], "results": [{"denied": [messages]}]},
 // one result per object, in order. It exits 1 only when it cannot run at all.
 package main
@@ -17,6 +18,7 @@ import (
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -29,9 +31,36 @@ import (
 )
 
 type input struct {
-	Variables   []validating.Variable            `json:"variables"`
-	Validations []validating.ValidationCondition `json:"validations"`
-	Objects     []stdjson.RawMessage             `json:"objects"`
+	Variables   []validating.Variable `json:"variables"`
+	Validations []validation          `json:"validations"`
+	Objects     []stdjson.RawMessage  `json:"objects"`
+	Namespaces  []*corev1.Namespace   `json:"namespaces"`
+}
+
+// validation is a policy's validation: the condition and, optionally, the CEL that
+// builds its message (evaluated only when the condition denies).
+type validation struct {
+	validating.ValidationCondition
+	MessageExpression string `json:"messageExpression"`
+}
+
+func (in input) conditions() []plugincel.ExpressionAccessor {
+	accessors := make([]plugincel.ExpressionAccessor, len(in.Validations))
+	for i := range in.Validations {
+		accessors[i] = &in.Validations[i].ValidationCondition
+	}
+	return accessors
+}
+
+// messages are as the API server compiles them: nil where a validation has none.
+func (in input) messages() []plugincel.ExpressionAccessor {
+	accessors := make([]plugincel.ExpressionAccessor, len(in.Validations))
+	for i := range in.Validations {
+		if in.Validations[i].MessageExpression != "" {
+			accessors[i] = &validating.MessageExpressionCondition{MessageExpression: in.Validations[i].MessageExpression}
+		}
+	}
+	return accessors
 }
 
 type result struct {
@@ -47,6 +76,7 @@ var resources = map[string]string{
 	"DeviceClass":           "deviceclasses",
 	"ResourceClaim":         "resourceclaims",
 	"ResourceClaimTemplate": "resourceclaimtemplates",
+	"Pod":                   "pods",
 }
 
 func main() {
@@ -57,14 +87,18 @@ func main() {
 	}
 	out := output{CompileErrors: compileErrors(in), Results: []result{}}
 	validator := compile(in)
-	for _, raw := range in.Objects {
+	for i, raw := range in.Objects {
 		// As the API server decodes: integers become int64, other numbers float64.
 		object := map[string]any{}
 		if err := json.Unmarshal(raw, &object); err != nil {
 			fmt.Fprintln(os.Stderr, "object:", err)
 			os.Exit(1)
 		}
-		res, err := validate(validator, object)
+		var namespace *corev1.Namespace
+		if i < len(in.Namespaces) {
+			namespace = in.Namespaces[i]
+		}
+		res, err := validate(validator, object, namespace)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -91,9 +125,18 @@ func compileErrors(in input) []string {
 			errs = append(errs, fmt.Sprintf("variable %s: %v", in.Variables[i].Name, res.Error))
 		}
 	}
-	for i := range in.Validations {
-		if res := compiler.CompileCELExpression(&in.Validations[i], options, environment.NewExpressions); res.Error != nil {
+	for i, accessor := range in.conditions() {
+		if res := compiler.CompileCELExpression(accessor, options, environment.NewExpressions); res.Error != nil {
 			errs = append(errs, fmt.Sprintf("validation %d: %v", i, res.Error))
+		}
+	}
+	messageOptions := plugincel.OptionalVariableDeclarations{HasParams: false, HasAuthorizer: false}
+	for i, accessor := range in.messages() {
+		if accessor == nil {
+			continue
+		}
+		if res := compiler.CompileCELExpression(accessor, messageOptions, environment.NewExpressions); res.Error != nil {
+			errs = append(errs, fmt.Sprintf("messageExpression %d: %v", i, res.Error))
 		}
 	}
 	return errs
@@ -112,22 +155,18 @@ func compile(in input) validating.Validator {
 		variables[i] = &in.Variables[i]
 	}
 	compiler.CompileAndStoreVariables(variables, options, environment.StoredExpressions)
-	validations := make([]plugincel.ExpressionAccessor, len(in.Validations))
-	for i := range in.Validations {
-		validations[i] = &in.Validations[i]
-	}
-	noMessages := make([]plugincel.ExpressionAccessor, len(in.Validations))
+	messageOptions := plugincel.OptionalVariableDeclarations{HasParams: false, HasAuthorizer: false}
 	return validating.NewValidator(
-		compiler.CompileCondition(validations, options, environment.StoredExpressions),
+		compiler.CompileCondition(in.conditions(), options, environment.StoredExpressions),
 		nil,
 		compiler.CompileCondition(nil, options, environment.StoredExpressions),
-		compiler.CompileCondition(noMessages, plugincel.OptionalVariableDeclarations{}, environment.StoredExpressions),
+		compiler.CompileCondition(in.messages(), messageOptions, environment.StoredExpressions),
 		&fail,
 		nil,
 	)
 }
 
-func validate(validator validating.Validator, object map[string]any) (result, error) {
+func validate(validator validating.Validator, object map[string]any, namespace *corev1.Namespace) (result, error) {
 	obj := &unstructured.Unstructured{Object: object}
 	gvk := obj.GroupVersionKind()
 	resource, ok := resources[gvk.Kind]
@@ -136,8 +175,8 @@ func validate(validator validating.Validator, object map[string]any) (result, er
 	}
 	gvr := schema.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: resource}
 	attributes := admission.NewAttributesRecord(obj, nil, gvk, obj.GetNamespace(), obj.GetName(), gvr, "", admission.Create, &metav1.CreateOptions{}, false, nil)
-	versioned := &admission.VersionedAttributes{Attributes: attributes, VersionedKind: gvk, VersionedObject: obj}
-	res := validator.Validate(context.Background(), gvr, versioned, nil, nil, celconfig.RuntimeCELCostBudget, nil)
+	versioned := &admission.VersionedAttributes{Attributes: attributes, VersionedKind: gvk, VersionedObject: admission.NewLazyObject(obj)}
+	res := validator.Validate(context.Background(), gvr, versioned, nil, namespace, celconfig.RuntimeCELCostBudget, nil)
 	denied := []string{}
 	for _, decision := range res.Decisions {
 		if decision.Action == validating.ActionDeny {

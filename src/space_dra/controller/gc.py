@@ -4,8 +4,9 @@ A namespace is deleted only when all of these hold: it carries a valid ownership
 signature (see :mod:`ownership`), it is not protected, and its device is no
 longer held: the claim is gone, deallocated, being deleted, no longer has that
 device, records a different namespace for it (a duplicate left by a crash), or
-records that provisioning failed. A namespace for a device with no record yet is
-being provisioned and is kept.
+records that provisioning failed; or its lifetime is over and no pod is reserved to
+use the claim any more (see :mod:`lifecycle`). A namespace for a device with no
+record yet is being provisioned and is kept.
 
 :func:`judge` decides from the caches alone; :class:`Collector` acts on its verdicts,
 for one claim (from that claim's reconcile) or for every namespace whose claim is
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from lightkube.resources.core_v1 import Namespace
 
@@ -27,6 +29,7 @@ from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.kube import Conflict, ControllerAPI, KubeError, NotFound
 from space_dra.logs import log_event
 from space_dra.metrics import GC_DELETIONS, NAMESPACES_MANAGED, UNVERIFIED_NAMESPACES
+from space_dra.times import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,9 @@ def judge(
     claims_by_uid: Mapping[str, ClaimView],
     protected: frozenset[str],
     signature_valid: bool,
+    now: datetime | None = None,
 ) -> Verdict:
+    """``now`` (the controller's clock) decides whether the namespace has expired."""
     if namespace.name in protected or namespace.name in ALWAYS_PROTECTED:
         return Verdict(False, "protected")
     if not signature_valid:
@@ -72,16 +77,24 @@ def judge(
         return Verdict(True, "duplicate")
     if state.record is None and state.failure is not None:
         return Verdict(True, "provisioning-failed")
+    expires_at = namespace.expires_at
+    if expires_at is not None and now is not None and now >= expires_at and not claim.reserved:
+        return Verdict(True, "expired")
     return KEEP
 
 
 class Collector:
     def __init__(
-        self, kube: ControllerAPI, namespaces: ManagedNamespaces, protected: frozenset[str]
+        self,
+        kube: ControllerAPI,
+        namespaces: ManagedNamespaces,
+        protected: frozenset[str],
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.kube = kube
         self.namespaces = namespaces
         self.protected = protected
+        self.clock = clock
 
     async def collect(self, claim_uid: str, claim: ClaimView | None) -> None:
         """Delete the namespaces made for ``claim_uid`` that ``claim`` no longer holds
@@ -117,7 +130,7 @@ class Collector:
         self, namespace: NamespaceView, claims: Mapping[str, ClaimView]
     ) -> None:
         owned = self.namespaces.owned(namespace)
-        verdict = judge(namespace, claims, self.protected, owned)
+        verdict = judge(namespace, claims, self.protected, owned, self.clock())
         if not verdict.delete or self.namespaces.deleting(namespace):
             return
         try:

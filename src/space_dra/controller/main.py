@@ -16,7 +16,7 @@ from space_dra.controller.options import ControllerOptions, OptionsError
 from space_dra.controller.ownership import Signer, load_signer
 from space_dra.controller.provision import ProvisionerOptions
 from space_dra.controller.reconciler import Reconciler, ReconcilerOptions
-from space_dra.controller.slices import PoolSpec, SlicePublisher
+from space_dra.controller.slices import PoolSpec, SlicePublisher, SlotTaints
 from space_dra.controller.warm import WarmOptions
 from space_dra.httpserver import HealthServer
 from space_dra.kube import ControllerAPI, KubeError, connect
@@ -87,6 +87,9 @@ class Controller:
             policy=options.policy,
             dns=options.dns,
         )
+        # The reconciler decides which slots are tainted (expired namespaces); the
+        # publisher puts the taints on them and finds out whether the cluster keeps them.
+        taints = SlotTaints()
         reconciler = Reconciler(
             self.kube,
             signer,
@@ -102,6 +105,7 @@ class Controller:
                 ),
                 workers=options.workers,
             ),
+            taints,
         )
         publisher = SlicePublisher(
             self.kube,
@@ -112,6 +116,7 @@ class Controller:
                 options.binding_conditions,
                 options.owner_device_class,
             ),
+            taints,
         )
         return reconciler, publisher
 

@@ -11,9 +11,11 @@ LimitRange and a NetworkPolicy. Nothing here talks to the API server.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from lightkube.models.core_v1 import LimitRangeItem, LimitRangeSpec, ResourceQuotaSpec
@@ -45,6 +47,7 @@ from space_dra.contract import (
     device_label,
 )
 from space_dra.controller.ownership import Signer
+from space_dra.times import rfc3339
 
 # The alphabet Kubernetes uses for generateName: no vowels, no look-alikes.
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -52,6 +55,14 @@ _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 def random_name(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+
+
+def expiry(made_at: datetime, settings: Settings) -> datetime | None:
+    """When a namespace made at ``made_at`` expires: its lifetime later, rounded up to the
+    whole second that RFC 3339 times in annotations and status carry. None: never."""
+    if settings.lifetime_seconds is None:
+        return None
+    return datetime.fromtimestamp(math.ceil(made_at.timestamp()) + settings.lifetime_seconds, UTC)
 
 
 def namespace_object(
@@ -63,8 +74,10 @@ def namespace_object(
     device: DeviceRef,
     settings: Settings,
     max_token_seconds: int | None = None,
+    expires_at: datetime | None = None,
 ) -> Namespace:
-    """The Namespace as we create it: management labels, Pod Security, signature.
+    """The Namespace as we create it: management labels, Pod Security, signature, and
+    when it expires if it has a lifetime.
 
     The network-policy label and the token-lifetime annotation are what the chart's
     admission policies read to stop the workload from undoing its isolation or minting
@@ -77,6 +90,8 @@ def namespace_object(
     }
     if max_token_seconds is not None:
         annotations[labels.max_token_seconds] = str(max_token_seconds)
+    if expires_at is not None:
+        annotations[labels.expires_at] = rfc3339(expires_at)
     return Namespace(
         metadata=ObjectMeta(
             name=name,

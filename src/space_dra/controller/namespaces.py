@@ -79,6 +79,15 @@ class ManagedNamespaces:
                 found[view.name] = view
         return [view for view in found.values() if self.owned(view)]
 
+    def named(self, name: str) -> NamespaceView | None:
+        """The namespace ``name`` as we last wrote or saw it, signed or not (whether it is
+        still there; a changed ownership key must not make it look gone); None if neither."""
+        for view in self._created.values():
+            if view.name == name:
+                return view
+        cached = self.informer.cache.get(("", name))
+        return NamespaceView.of(cached, self.labels) if cached is not None else None
+
     def is_managed(self, name: str) -> bool:
         """Whether ``name`` is a namespace we made (cached, with a valid signature)."""
         namespace = self.informer.cache.get(("", name))

@@ -2,8 +2,9 @@
 
 Claims and managed namespaces are watched into caches; every claim event queues
 the claim's key, and one worker at a time reconciles a key: the claim's devices
-are provisioned (see :mod:`provision`), then the namespaces the claim no longer
-holds are collected (see :mod:`gc`). A claim that is gone, deallocated or being
+are provisioned (see :mod:`provision`), what became of their namespaces since is
+recorded (see :mod:`lifecycle`), then the namespaces the claim no longer holds are
+collected (see :mod:`gc`). A claim that is gone, deallocated or being
 deleted only has its namespaces collected.
 
 A periodic full resync re-queues every claim and sweeps every managed namespace,
@@ -15,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from lightkube.resources.resource_v1 import ResourceClaim
@@ -26,20 +28,23 @@ from space_dra.contract import (
     ManagementLabels,
     NamespaceView,
     RecordError,
-    slim_claim,
 )
 from space_dra.controller.consumers import ConsumerNodes
 from space_dra.controller.gc import Collector
 from space_dra.controller.informer import Informer, Key, key_of
+from space_dra.controller.lifecycle import Lifecycle
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.ownership import Signer
 from space_dra.controller.provision import ClaimGone, Provisioner, ProvisionerOptions
 from space_dra.controller.refusals import RETRIED_FAILURES
+from space_dra.controller.slices import SlotTaints
+from space_dra.controller.slim import slim_claim
 from space_dra.controller.warm import WarmOptions, WarmPool
 from space_dra.controller.workqueue import WorkQueue
 from space_dra.kube import ControllerAPI, KubeError
 from space_dra.logs import log_event
 from space_dra.metrics import NAMESPACES_MANAGED
+from space_dra.times import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,8 @@ class ReconcilerOptions:
     resync_seconds: float = 300.0
     workers: int = 8
     warm: WarmOptions | None = None
+    # When namespaces expire is judged by this clock (tests move it).
+    clock: Callable[[], datetime] = utc_now
 
     @property
     def driver(self) -> str:
@@ -101,7 +108,14 @@ class ClaimIdentities:
 
 
 class Reconciler:
-    def __init__(self, kube: ControllerAPI, signer: Signer, options: ReconcilerOptions) -> None:
+    def __init__(
+        self,
+        kube: ControllerAPI,
+        signer: Signer,
+        options: ReconcilerOptions,
+        taints: SlotTaints | None = None,
+    ) -> None:
+        """``taints`` are shared with the slice publisher, which puts them on the slots."""
         self.kube = kube
         self.options = options
         self.labels = ManagementLabels(options.driver)
@@ -113,10 +127,17 @@ class Reconciler:
             slim=functools.partial(slim_claim, driver=options.driver),
         )
         self.namespaces = ManagedNamespaces(kube, self.labels, signer, self._on_namespace)
-        self.provisioner = Provisioner(kube, options.provisioning, signer, self.namespaces)
-        self.collector = Collector(kube, self.namespaces, options.protected_namespaces)
+        self.provisioner = Provisioner(
+            kube, options.provisioning, signer, self.namespaces, options.clock
+        )
+        self.collector = Collector(
+            kube, self.namespaces, options.protected_namespaces, options.clock
+        )
+        self.lifecycle = Lifecycle(
+            kube, self.namespaces, taints or SlotTaints(), self._requeue_claim, options.clock
+        )
         self.identities = ClaimIdentities()
-        self.consumers = ConsumerNodes(kube, self.labels, self._on_pod_bound)
+        self.consumers = ConsumerNodes(kube, self.labels, self._requeue_claim)
         self.warm: WarmPool | None = None
         if options.warm is not None and options.warm.size > 0:
             self.warm = WarmPool(
@@ -163,7 +184,7 @@ class Reconciler:
             self.queue.add(key)
         NAMESPACES_MANAGED.set(len(self.namespaces))
 
-    def _on_pod_bound(self, claim_uid: str) -> None:
+    def _requeue_claim(self, claim_uid: str) -> None:
         key = self.identities.key(claim_uid)
         if key is not None:
             self.queue.add(key)
@@ -173,11 +194,13 @@ class Reconciler:
         if uid is not None:
             self.provisioner.claim_deallocated(uid)
             self.consumers.forget(uid)
+            self.lifecycle.forget(uid)
 
     # -- reconcile -------------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> None:
         for old_uid in self.identities.take_replaced(key):
+            self.lifecycle.forget(old_uid)
             try:
                 await self.collector.collect(old_uid, None)
             except KubeError as exc:
@@ -198,6 +221,8 @@ class Reconciler:
             await self.collector.collect(view.uid, view)
             if not view.allocated:
                 self._forget(key)
+            elif not view.our_devices():
+                self.lifecycle.forget(view.uid)
             return
         try:
             nodes = await self.consumers.nodes(view)
@@ -208,6 +233,10 @@ class Reconciler:
             if self._retried_failure(view):
                 # Come back when the rejection is no longer remembered (see provision).
                 self.queue.add_after(key, self.options.provisioning.rejection_memory_seconds)
+            stored = await self.lifecycle.settle(view)
+            if stored is not None:
+                self.claims.remember(stored)
+                view = ClaimView(stored, self.options.driver)
             await self.consumers.record(view, self._recorded_namespaces(view))
         except ClaimGone:
             await self.collector.collect(view.uid, None)

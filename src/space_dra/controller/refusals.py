@@ -17,13 +17,14 @@ from space_dra.config import Policy
 from space_dra.contract import ClaimView
 
 # Failures that can go away without a new claim: tried again after the memory expires.
-RETRIED_FAILURES = frozenset({"Rejected"})
+RETRIED_FAILURES = frozenset({"Rejected", "TemplateUnavailable"})
 # Failure reason recorded on the claim -> (log event, reason of the Warning Event).
 REFUSAL_REPORTS = {
     "InvalidConfig": ("claim_config_rejected", "InvalidNamespaceConfig"),
     "TooManyDevices": ("claim_too_many_devices", "TooManyNamespaces"),
     "NestedClaim": ("claim_nested_refused", "NestedNamespaceRefused"),
     "Rejected": ("namespace_rejected", "NamespaceRejected"),
+    "TemplateUnavailable": ("namespace_template_unavailable", "NamespaceTemplateUnavailable"),
 }
 
 

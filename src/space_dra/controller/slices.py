@@ -10,6 +10,11 @@ Devices carry the configured attributes (for CEL selectors) and, where the
 cluster supports it, binding conditions so the scheduler binds a pod only after
 its namespace is ready. Support is discovered by writing a slice with the fields
 and reading it back: an API server with the feature gate off drops them.
+
+The slot of an expired namespace carries a ``NoExecute`` taint (see :mod:`lifecycle`,
+which fills :class:`SlotTaints`), so Kubernetes evicts the pods using it; whether the
+cluster keeps device taints (``DRADeviceTaints``: beta in 1.36, GA in 1.37) is found
+out the same way, at the first write of a taint.
 """
 
 from __future__ import annotations
@@ -17,12 +22,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube.models.meta_v1 import ObjectMeta, OwnerReference
-from lightkube.models.resource_v1 import Device, DeviceAttribute, ResourcePool, ResourceSliceSpec
+from lightkube.models.resource_v1 import (
+    Device,
+    DeviceAttribute,
+    DeviceTaint,
+    ResourcePool,
+    ResourceSliceSpec,
+)
 from lightkube.resources.resource_v1 import ResourceSlice
 
 from space_dra.contract import CONDITION_FAILED, CONDITION_READY, POOL_NAME
@@ -34,7 +45,8 @@ from space_dra.metrics import POOL_SIZE
 
 log = logging.getLogger(__name__)
 
-MAX_DEVICES_PER_SLICE = 128
+# The API allows 128 devices per slice, but only 64 once any of them has a taint.
+MAX_DEVICES_PER_SLICE = 64
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,48 @@ class PoolSpec:
     owner_device_class: str = ""
 
 
+class SlotTaints:
+    """The taints the slots should carry, by the claim that holds them, and whether the
+    cluster keeps them (None until the first write of a taint tells)."""
+
+    def __init__(self) -> None:
+        self._by_claim: dict[str, dict[str, DeviceTaint]] = {}
+        self.supported: bool | None = None
+        self._on_change: list[Callable[[], None]] = []
+        self._on_verdict: list[Callable[[bool], None]] = []
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        self._on_change.append(callback)
+
+    def on_verdict(self, callback: Callable[[bool], None]) -> None:
+        self._on_verdict.append(callback)
+
+    def set(self, claim_uid: str, taints: Mapping[str, DeviceTaint]) -> None:
+        """The taints (device name -> taint) of the slots ``claim_uid`` holds; {} for none."""
+        if self._by_claim.get(claim_uid, {}) == taints:
+            return
+        if taints:
+            self._by_claim[claim_uid] = dict(taints)
+        else:
+            del self._by_claim[claim_uid]
+        for callback in self._on_change:
+            callback()
+
+    def by_device(self) -> dict[str, list[DeviceTaint]]:
+        found: dict[str, list[DeviceTaint]] = {}
+        for taints in self._by_claim.values():
+            for device, taint in taints.items():
+                found.setdefault(device, []).append(taint)
+        return found
+
+    def verdict(self, supported: bool) -> None:
+        if self.supported == supported:
+            return
+        self.supported = supported
+        for callback in self._on_verdict:
+            callback(supported)
+
+
 def _attribute(value: str | int | bool) -> DeviceAttribute:
     if isinstance(value, bool):
         return DeviceAttribute(bool=value)
@@ -61,12 +115,17 @@ def slice_name(driver: str, index: int) -> str:
     return f"{driver}-{POOL_NAME}-{index}"
 
 
-def desired_devices(spec: PoolSpec, with_binding_conditions: bool) -> list[Device]:
+def desired_devices(
+    spec: PoolSpec,
+    with_binding_conditions: bool,
+    taints: Mapping[str, list[DeviceTaint]] | None = None,
+) -> list[Device]:
     devices = []
     for index in range(spec.size):
         attributes = {name: _attribute(value) for name, value in spec.attributes.items()}
         attributes["index"] = DeviceAttribute(int=index)
         device = Device(name=f"slot-{index}", attributes=attributes)
+        device.taints = (taints or {}).get(device.name) or None
         if with_binding_conditions:
             device.bindingConditions = [CONDITION_READY]
             device.bindingFailureConditions = [CONDITION_FAILED]
@@ -79,8 +138,9 @@ def desired_slices(
     generation: int,
     with_binding_conditions: bool,
     owner: OwnerReference | None = None,
+    taints: Mapping[str, list[DeviceTaint]] | None = None,
 ) -> list[ResourceSlice]:
-    devices = desired_devices(spec, with_binding_conditions)
+    devices = desired_devices(spec, with_binding_conditions, taints)
     chunks = [
         devices[i : i + MAX_DEVICES_PER_SLICE]
         for i in range(0, len(devices), MAX_DEVICES_PER_SLICE)
@@ -119,9 +179,12 @@ def _content(slices: list[ResourceSlice]) -> list[Any]:
 
 
 class SlicePublisher:
-    def __init__(self, kube: ControllerAPI, spec: PoolSpec) -> None:
+    def __init__(
+        self, kube: ControllerAPI, spec: PoolSpec, taints: SlotTaints | None = None
+    ) -> None:
         self.kube = kube
         self.spec = spec
+        self.taints = taints or SlotTaints()
         self.binding_conditions: bool = spec.binding_conditions != "off"
         # The highest generation this process published: slices deleted behind
         # our back must not make the generation go backwards.
@@ -131,6 +194,7 @@ class SlicePublisher:
         self.informer: Informer[ResourceSlice] = Informer(
             kube, ResourceSlice, self._on_event, fields={"spec.driver": spec.driver}
         )
+        self.taints.on_change(self._dirty.set)
 
     def _on_event(self, event: str, old: Any, new: Any) -> None:
         self._dirty.set()
@@ -150,20 +214,23 @@ class SlicePublisher:
         generation = max(
             (s.spec.pool.generation for s in current if s.spec), default=self._generation
         )
-        wanted = desired_slices(self.spec, generation, self.binding_conditions, self.owner)
+        # Where the cluster drops taints, writing them again would never converge.
+        taints = self.taints.by_device() if self.taints.supported is not False else {}
+        wanted = desired_slices(self.spec, generation, self.binding_conditions, self.owner, taints)
         if _content(current) == _content(wanted) and all(
             s.spec is not None and s.spec.pool.resourceSliceCount == len(wanted) for s in current
         ):
             return
         generation = max(generation, self._generation) + 1
         self._generation = generation
-        wanted = desired_slices(self.spec, generation, self.binding_conditions, self.owner)
+        wanted = desired_slices(self.spec, generation, self.binding_conditions, self.owner, taints)
         for obj in wanted:
             applied = await self.kube.apply(obj)
             # Write through, so the next sync compares against what we just wrote
             # even before the watch echoes it back.
             self.informer.cache[key_of(applied)] = applied
             self._check_binding_support(applied)
+            self._check_taint_support(obj, applied)
         wanted_names = {s.metadata.name for s in wanted if s.metadata}
         for stale in current:
             name = stale.metadata.name if stale.metadata else None
@@ -194,6 +261,18 @@ class SlicePublisher:
             log_event(
                 log, logging.WARNING, "binding_conditions_unsupported", driver=self.spec.driver
             )
+
+    def _check_taint_support(self, wanted: ResourceSlice, applied: ResourceSlice) -> None:
+        sent = {d.name for d in (wanted.spec.devices if wanted.spec else None) or [] if d.taints}
+        if not sent:
+            return
+        kept = {d.name for d in (applied.spec.devices if applied.spec else None) or [] if d.taints}
+        supported = sent <= kept
+        if not supported:
+            # The API server dropped the field: the DRADeviceTaints feature gate is off.
+            self._dirty.set()
+            log_event(log, logging.WARNING, "device_taints_unsupported", driver=self.spec.driver)
+        self.taints.verdict(supported)
 
     async def run(self) -> None:
         self.owner = await device_class_owner(self.kube, self.spec.owner_device_class)

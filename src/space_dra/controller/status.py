@@ -4,6 +4,8 @@ Claim status is written with server-side apply on the ``status`` subresource.
 ``status.devices`` is a map list keyed by driver/pool/device, so our apply owns
 exactly our entries and never touches another driver's; each apply carries all of
 our entries for the claim, because with SSA an omitted entry would be removed.
+So an entry's ``NamespaceHealthy`` condition, which only :mod:`lifecycle` decides, is
+carried over from the claim by every other write.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from lightkube.resources.resource_v1 import ResourceClaim, ResourceClaimStatus
 
 from space_dra.contract import (
     CONDITION_FAILED,
+    CONDITION_HEALTHY,
     CONDITION_READY,
     CONTROLLER_NAME,
     ClaimView,
@@ -37,6 +40,27 @@ COMPONENT = CONTROLLER_NAME
 
 
 @dataclass(frozen=True)
+class Health:
+    """The controller's ``NamespaceHealthy`` verdict on a provisioned device."""
+
+    healthy: bool
+    reason: str
+    message: str
+
+    @property
+    def status(self) -> str:
+        return "True" if self.healthy else "False"
+
+
+def recorded_health(view: ClaimView, device: DeviceRef) -> Health | None:
+    """The ``NamespaceHealthy`` condition the claim carries for ``device``, if any."""
+    condition = view.device_conditions(device).get(CONDITION_HEALTHY)
+    if condition is None:
+        return None
+    return Health(condition.status == "True", condition.reason or "", condition.message or "")
+
+
+@dataclass(frozen=True)
 class DeviceOutcome:
     """What status to record for one device."""
 
@@ -44,6 +68,8 @@ class DeviceOutcome:
     record: NamespaceRecord | None = None
     failure_reason: str = ""
     failure_message: str = ""
+    # None: the claim's current NamespaceHealthy condition, if any, is kept.
+    health: Health | None = None
 
     @property
     def failed(self) -> bool:
@@ -108,6 +134,13 @@ def device_status(view: ClaimView, outcome: DeviceOutcome) -> AllocatedDeviceSta
             _condition(view, device, CONDITION_READY, "True", "Provisioned", message),
             _condition(view, device, CONDITION_FAILED, "False", "Provisioned", ""),
         ]
+        health = outcome.health or recorded_health(view, device)
+        if health is not None:
+            conditions.append(
+                _condition(
+                    view, device, CONDITION_HEALTHY, health.status, health.reason, health.message
+                )
+            )
         data = outcome.record.to_data()
     return AllocatedDeviceStatus(
         driver=view.driver,

@@ -31,6 +31,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from lightkube.models.meta_v1 import ObjectMeta, OwnerReference
 from lightkube.resources.core_v1 import Namespace
@@ -49,6 +50,7 @@ from space_dra.controller.ownership import Signer
 from space_dra.kube import Conflict, ControllerAPI, KubeError, NotFound
 from space_dra.logs import log_event
 from space_dra.metrics import WARM_NAMESPACES
+from space_dra.times import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,8 @@ def settings_key(settings: Settings, policy: Policy) -> str:
         "limitRange": {kind: dict(values) for kind, values in settings.limit_range.items()},
         "networkPolicy": settings.network_policy,
         "maxTokenSeconds": policy.max_token_expiration_seconds,
+        # Only when set, so the keys of pools made before templates existed still match.
+        **({"template": settings.template} if settings.template else {}),
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -138,9 +142,10 @@ class WarmPool:
         claim_ref: str,
         device: DeviceRef,
         nodes: frozenset[str],
+        expires_at: datetime | None = None,
     ) -> NamespaceView | None:
-        """A warm namespace with settings ``key``, now the claim's device's; None when the
-        pool has none (the caller makes one)."""
+        """A warm namespace with settings ``key``, now the claim's device's (expiring at
+        ``expires_at``, if given); None when the pool has none (the caller makes one)."""
         if not self._key or key != self._key:
             return None
         while True:
@@ -163,6 +168,8 @@ class WarmPool:
                 view.name, claim_uid, device_label(device)
             )
             annotations[self.labels.nodes] = ",".join(sorted(nodes))
+            if expires_at is not None:
+                annotations[self.labels.expires_at] = rfc3339(expires_at)
             meta.labels, meta.annotations = labels, annotations
             meta.ownerReferences = None  # the claim's now, not the installation's
             try:
@@ -248,6 +255,11 @@ class WarmPool:
             resolved = resolve(configs, installation=self.options.policy)
         except ConfigError as exc:
             log_event(log, logging.WARNING, "warm_pool_defaults_invalid", error=str(exc))
+            self._defaults, self._key = None, ""
+            return
+        if resolved.settings.template is not None:
+            # A template is copied when a claim gets its namespace, not ahead of it (a
+            # warm copy would be as old as the namespace): no warm pool for such defaults.
             self._defaults, self._key = None, ""
             return
         self._defaults = resolved

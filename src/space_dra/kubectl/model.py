@@ -19,25 +19,23 @@ from typing import Any, Generic, TypeVar
 from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.resource_v1 import ResourceClaim
 
-from space_dra.contract import CONDITION_HEALTHY, ClaimView, DeviceRef, RecordError
+from space_dra.contract import (
+    CONDITION_HEALTHY,
+    EXPIRES_AT_FIELD,
+    ClaimView,
+    DeviceRef,
+    ManagementLabels,
+    RecordError,
+)
+from space_dra.times import parse_rfc3339
 
 T = TypeVar("T")
-
-# Where the expiry time of a namespace is recorded, once namespaces expire (issue 13): an
-# annotation on the namespace, and a field of the device's data in the claim's status. Both
-# hold an RFC 3339 time. Named here only, until the controller's side defines them.
-EXPIRES_AT_ANNOTATION = "expires-at"  # prefixed with "<driver>/"
-EXPIRES_AT_FIELD = "expiresAt"
 
 PENDING = "Pending"
 READY = "Ready"
 UNHEALTHY = "Unhealthy"
 FAILED = "Failed"
 DELETING = "Deleting"
-
-
-def expires_at_annotation(driver: str) -> str:
-    return f"{driver}/{EXPIRES_AT_ANNOTATION}"
 
 
 @dataclass(frozen=True)
@@ -114,19 +112,13 @@ def parse_time(value: Any) -> datetime | None:
     """An RFC 3339 time as the API writes it, in UTC; None for anything else."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parse_rfc3339(value)
 
 
 def namespace_expiry(namespace: Namespace | None, driver: str) -> datetime | None:
     meta = namespace.metadata if namespace else None
     annotations = (meta.annotations if meta else None) or {}
-    return parse_time(annotations.get(expires_at_annotation(driver)))
+    return parse_time(annotations.get(ManagementLabels(driver).expires_at))
 
 
 def device_summary(

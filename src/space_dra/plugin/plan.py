@@ -2,9 +2,10 @@
 
 Reads the ResourceClaim, checks it is still the claim the kubelet means (same UID)
 and allocated, waits (bounded) until the controller has recorded a ready namespace
-for each of our devices, resolves each device's NamespaceConfig and computes its
-layout. Nothing here writes: everything that can be rejected is rejected before the
-first file exists, so a bad claim leaves nothing behind.
+for each of our devices (refusing one it reports unhealthy: expired or deleted),
+resolves each device's NamespaceConfig and computes its layout. Nothing here writes:
+everything that can be rejected is rejected before the first file exists, so a bad
+claim leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from space_dra.config import ConfigError, Settings, resolve
-from space_dra.contract import ClaimView, DeviceRef, NamespaceRecord, RecordError
+from space_dra.contract import (
+    CONDITION_HEALTHY,
+    ClaimView,
+    DeviceRef,
+    NamespaceRecord,
+    RecordError,
+)
 from space_dra.kube import KubeAPI, KubeError, NotFound
 from space_dra.kubeletplugin import Claim, ClaimError
 from space_dra.naming import DeviceLayout, NamingError, device_layout
@@ -94,7 +101,14 @@ class Planner:
                     Settings(token_expiration_seconds=self.options.default_token_seconds),
                     installation=self.options.policy,
                 ).settings
-                layout = device_layout(claim.uid, view.display_name, index, len(devices), settings)
+                layout = device_layout(
+                    claim.uid,
+                    view.display_name,
+                    index,
+                    len(devices),
+                    settings,
+                    extended_resource=view.extended_resource,
+                )
                 state = view.device_state(device)
             except (ConfigError, NamingError, RecordError) as exc:
                 raise ClaimError(f"claim {claim.uid}: device {label}: {exc}") from None
@@ -107,6 +121,13 @@ class Planner:
                 waiting_for.append(label)
                 continue
             record = state.record
+            health = view.device_conditions(device).get(CONDITION_HEALTHY)
+            if health is not None and health.status == "False":
+                # Expired or deleted: the controller will not make it usable again.
+                raise ClaimError(
+                    f"claim {claim.uid}: device {label}: namespace {record.namespace}: "
+                    f"{health.reason}: {health.message}"
+                )
             if self.options.server_override:
                 record = replace(record, server=self.options.server_override)
             planned.append(PlannedDevice(device, layout, record, settings.token_expiration_seconds))

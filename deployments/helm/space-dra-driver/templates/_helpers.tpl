@@ -59,6 +59,27 @@ app.kubernetes.io/component: {{ .component }}
 {{ .Values.deviceClass.name | default .Values.driverName }}
 {{- end -}}
 
+{{/*
+The extended resource the DeviceClass names (empty: none). DRAExtendedResource is beta and
+on by default from Kubernetes 1.36 (GA in 1.37); before, `auto` leaves it off.
+*/}}
+{{- define "space-dra.extendedResourceName" -}}
+{{- $name := .Values.deviceClass.extendedResourceName -}}
+{{- if eq $name "auto" -}}
+{{- if semverCompare ">=1.36.0-0" .Capabilities.KubeVersion.Version -}}{{ printf "%s/namespace" .Values.driverName }}{{- end -}}
+{{- else -}}
+{{- $name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Every resource name a pod's containers can ask for a device of the class by: the one
+above, and the implicit deviceclass.resource.kubernetes.io/<class> where the feature is on. */}}
+{{- define "space-dra.extendedResourceNames" -}}
+{{- $names := list (printf "deviceclass.resource.kubernetes.io/%s" (include "space-dra.deviceClassName" .)) -}}
+{{- with include "space-dra.extendedResourceName" . }}{{ $names = prepend $names . }}{{ end -}}
+{{- toJson $names -}}
+{{- end -}}
+
 {{/* A component's ServiceAccount name: its own, or the one the user brings. */}}
 {{- define "space-dra.serviceAccountName" -}}
 {{- $account := index .root.Values .component "serviceAccount" -}}

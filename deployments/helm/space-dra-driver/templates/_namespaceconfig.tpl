@@ -14,8 +14,8 @@
   message: "opaque parameters for {{ .Values.driverName }} must have apiVersion: space.resource.example.com/v1alpha1 and kind: NamespaceConfig"
   reason: Invalid
 - expression: >-
-    variables.ours.all(p, p.all(k, k in ['apiVersion', 'kind', 'generateName', 'role', 'podSecurity', 'quota', 'limitRange', 'networkPolicy', 'tokenExpirationSeconds', 'envPrefix', 'mountPath', 'policy']))
-  message: "NamespaceConfig has an unknown field; allowed: generateName, role, podSecurity, quota, limitRange, networkPolicy, tokenExpirationSeconds, envPrefix, mountPath (and policy in a DeviceClass)"
+    variables.ours.all(p, p.all(k, k in ['apiVersion', 'kind', 'generateName', 'role', 'podSecurity', 'quota', 'limitRange', 'networkPolicy', 'tokenExpirationSeconds', 'lifetimeSeconds', 'envPrefix', 'mountPath', 'template', 'policy']))
+  message: "NamespaceConfig has an unknown field; allowed: generateName, role, podSecurity, quota, limitRange, networkPolicy, tokenExpirationSeconds, lifetimeSeconds, envPrefix, mountPath, template (and policy in a DeviceClass)"
   reason: Invalid
 - expression: >-
     object.kind == 'DeviceClass' || variables.ours.all(p, !has(p.policy))
@@ -50,6 +50,10 @@
   message: "NamespaceConfig.tokenExpirationSeconds must be an integer from 600 to 604800"
   reason: Invalid
 - expression: >-
+    variables.ours.all(p, !has(p.lifetimeSeconds) || (type(p.lifetimeSeconds) == int && p.lifetimeSeconds >= 10 && p.lifetimeSeconds <= 31622400))
+  message: "NamespaceConfig.lifetimeSeconds must be an integer from 10 to 31622400"
+  reason: Invalid
+- expression: >-
     variables.ours.all(p, !has(p.envPrefix) || (type(p.envPrefix) == string && size(p.envPrefix) >= 1 && size(p.envPrefix) <= 128 && p.envPrefix.matches('^[A-Za-z_][A-Za-z0-9_]*$')))
   message: "NamespaceConfig.envPrefix must be a valid environment variable name (up to 128 characters)"
   reason: Invalid
@@ -58,8 +62,12 @@
   message: "NamespaceConfig.mountPath must be a normalized absolute path at least 2 levels deep, outside /proc, /sys, /dev, /run/secrets, /var/run/secrets"
   reason: Invalid
 - expression: >-
-    variables.ours.all(p, !has(p.policy) || (type(p.policy) == map && p.policy.all(k, k in ['allowedRoles', 'minPodSecurity', 'maxQuota', 'minTokenExpirationSeconds', 'maxTokenExpirationSeconds', 'allowedNamePrefixes', 'allowedNetworkPolicies', 'allowAdminAccess', 'maxDevicesPerClaim', 'allowNestedClaims'])))
-  message: "NamespaceConfig.policy must be an object with the fields allowedRoles, minPodSecurity, maxQuota, minTokenExpirationSeconds, maxTokenExpirationSeconds, allowedNamePrefixes, allowedNetworkPolicies, allowAdminAccess, maxDevicesPerClaim, allowNestedClaims"
+    variables.ours.all(p, !has(p.template) || (type(p.template) == string && size(p.template) >= 1 && size(p.template) <= 63 && p.template.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')))
+  message: "NamespaceConfig.template must be the name of a namespace (up to 63 characters)"
+  reason: Invalid
+- expression: >-
+    variables.ours.all(p, !has(p.policy) || (type(p.policy) == map && p.policy.all(k, k in ['allowedRoles', 'minPodSecurity', 'maxQuota', 'minTokenExpirationSeconds', 'maxTokenExpirationSeconds', 'maxLifetimeSeconds', 'defaultLifetimeSeconds', 'allowedNamePrefixes', 'allowedNetworkPolicies', 'maxDevicesPerClaim', 'allowNestedClaims', 'allowedTemplates'])))
+  message: "NamespaceConfig.policy must be an object with the fields allowedRoles, minPodSecurity, maxQuota, minTokenExpirationSeconds, maxTokenExpirationSeconds, maxLifetimeSeconds, defaultLifetimeSeconds, allowedNamePrefixes, allowedNetworkPolicies, maxDevicesPerClaim, allowNestedClaims, allowedTemplates"
   reason: Invalid
 - expression: >-
     variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.allowedRoles) || (type(p.policy.allowedRoles) == list && size(p.policy.allowedRoles) >= 1 && size(p.policy.allowedRoles) <= 64 && p.policy.allowedRoles.all(k0, type(k0) == string && size(k0) >= 1 && size(k0) <= 253 && k0.matches('^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$'))))
@@ -82,6 +90,14 @@
   message: "NamespaceConfig.policy.maxTokenExpirationSeconds must be an integer from 600 to 604800"
   reason: Invalid
 - expression: >-
+    variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.maxLifetimeSeconds) || (type(p.policy.maxLifetimeSeconds) == int && p.policy.maxLifetimeSeconds >= 10 && p.policy.maxLifetimeSeconds <= 31622400))
+  message: "NamespaceConfig.policy.maxLifetimeSeconds must be an integer from 10 to 31622400"
+  reason: Invalid
+- expression: >-
+    variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.defaultLifetimeSeconds) || (type(p.policy.defaultLifetimeSeconds) == int && p.policy.defaultLifetimeSeconds >= 10 && p.policy.defaultLifetimeSeconds <= 31622400))
+  message: "NamespaceConfig.policy.defaultLifetimeSeconds must be an integer from 10 to 31622400"
+  reason: Invalid
+- expression: >-
     variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.allowedNamePrefixes) || (type(p.policy.allowedNamePrefixes) == list && size(p.policy.allowedNamePrefixes) <= 64 && p.policy.allowedNamePrefixes.all(k0, type(k0) == string && size(k0) >= 1 && size(k0) <= 58 && k0.matches('^[a-z0-9]([-a-z0-9]*)?$') && !k0.startsWith('kube-'))))
   message: "NamespaceConfig.policy.allowedNamePrefixes must be a list of up to 64 entries, each a lowercase prefix of up to 58 characters [a-z0-9-], not starting with kube-"
   reason: Invalid
@@ -90,15 +106,15 @@
   message: "NamespaceConfig.policy.allowedNetworkPolicies must be a non-empty list of up to 64 entries, each one of none, deny-ingress, deny-all"
   reason: Invalid
 - expression: >-
-    variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.allowAdminAccess) || (type(p.policy.allowAdminAccess) == bool))
-  message: "NamespaceConfig.policy.allowAdminAccess must be true or false"
-  reason: Invalid
-- expression: >-
     variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.maxDevicesPerClaim) || (type(p.policy.maxDevicesPerClaim) == int && p.policy.maxDevicesPerClaim >= 1 && p.policy.maxDevicesPerClaim <= 32))
   message: "NamespaceConfig.policy.maxDevicesPerClaim must be an integer from 1 to 32"
   reason: Invalid
 - expression: >-
     variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.allowNestedClaims) || (type(p.policy.allowNestedClaims) == bool))
   message: "NamespaceConfig.policy.allowNestedClaims must be true or false"
+  reason: Invalid
+- expression: >-
+    variables.ours.all(p, !has(p.policy) || type(p.policy) != map || !has(p.policy.allowedTemplates) || (type(p.policy.allowedTemplates) == list && size(p.policy.allowedTemplates) <= 64 && p.policy.allowedTemplates.all(k0, type(k0) == string && size(k0) >= 1 && size(k0) <= 63 && k0.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))))
+  message: "NamespaceConfig.policy.allowedTemplates must be a list of up to 64 entries, each the name of a namespace (up to 63 characters)"
   reason: Invalid
 {{- end }}
