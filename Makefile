@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
 # Markers that need the local cluster; everything else is unit/protocol and runs in seconds.
-CLUSTER_MARKERS := cluster or integration or e2e or reliability or security or multinode
+CLUSTER_MARKERS := cluster or integration or e2e or reliability or security or multinode or upgrade
 
 .PHONY: venv lint test test-fast test-cluster test-matrix proto proto-check schema cluster-up cluster-down cluster-logs driver-image demo bench clean
 

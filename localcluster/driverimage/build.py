@@ -49,20 +49,25 @@ def build_driver_image(
     repo: Path = REPO_ROOT,
     rebuild: bool = False,
     refresh: bool = False,
+    tag: str | None = None,
 ) -> DriverImage:
     """Build (or reuse) the driver image's OCI archive; needs no running cluster.
 
     ``rebuild`` discards the cached layers and archive (not the downloads); ``refresh`` also
     updates the Debian index and the dependency wheels (picking up security updates and newer
-    unpinned transitive dependencies).
+    unpinned transitive dependencies). ``tag`` replaces the project version as the image's tag,
+    so an image of another revision (``repo`` a checkout of it) can sit in containerd beside
+    this one's; its app layer and archive are cached apart (one such build at a time), so the
+    two builds do not evict each other's.
     """
     if os.geteuid() != 0:
         raise RuntimeError("building the driver image needs root (chroot, mounts)")
     layout = layout or Layout.default()
     fetch.ensure_host_packages()
     cache = Cache(layout.cache / "driver-image")
+    own = cache if tag is None else Cache(cache.root / "tagged")
     version = project_version(repo)
-    reference = f"{facts.IMAGE_REPOSITORY}:{version}"
+    reference = f"{facts.IMAGE_REPOSITORY}:{tag or version}"
     timings: dict[str, float] = {}
     with cache.locked():
         t = time.monotonic()
@@ -94,17 +99,18 @@ def build_driver_image(
         timings["deps"] = time.monotonic() - t
 
         t = time.monotonic()
+        own.root.mkdir(exist_ok=True)
         app = cached_layer(
-            cache.root / f"app-{key(deps.name, source_key(repo), facts.SETUPTOOLS_VERSION)}",
+            own.root / f"app-{key(deps.name, source_key(repo), facts.SETUPTOOLS_VERSION)}",
             rebuild,
             lambda out: build_app([deps, base], wheels, tools, repo, out, version),
-            cache,
+            own,
         )
         timings["app"] = time.monotonic() - t
 
         t = time.monotonic()
         archive, digest = write_archive(
-            cache, reference, [base, deps, app], image_config(version), rebuild
+            own, reference, [base, deps, app], image_config(version), rebuild
         )
         timings["archive"] = time.monotonic() - t
     sizes = dict(zip(("base", "deps", "app"), layer_sizes(archive), strict=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from localcluster import ClusterHandle
@@ -19,14 +20,18 @@ class ChartRelease:
     name: str = "space-dra"
     namespace: str = "space-dra"
     values: dict[str, str] = field(default_factory=dict)
+    # Another revision's chart (tests/upgrade), and a values file given before ``values``.
+    chart: Path = CHART
+    values_file: Path | None = None
 
     @property
     def fullname(self) -> str:
         return self.name if "space-dra" in self.name else f"{self.name}-space-dra"
 
     def install(self, *, wait: bool = True) -> None:
-        """``helm upgrade --install`` with ``values``; without ``wait`` it returns as soon as the
-        objects are written (a changed pod template then rolls in the background)."""
+        """``helm upgrade --install`` with ``values_file`` and ``values``; without ``wait`` it
+        returns as soon as the objects are written (a changed pod template then rolls in the
+        background)."""
         repository, _, tag = self.image.rpartition(":")
         values = {
             "image.repository": repository,
@@ -39,11 +44,13 @@ class ChartRelease:
             "upgrade",
             "--install",
             self.name,
-            str(CHART),
+            str(self.chart),
             "-n",
             self.namespace,
             "--create-namespace",
         ]
+        if self.values_file is not None:
+            args += ["-f", str(self.values_file)]
         for key, value in values.items():
             args += ["--set-string", f"{key}={value}"]
         if not wait:
