@@ -244,6 +244,8 @@ class NamespaceView:
     warm_key: str = ""
     # When it expires; None: it does not (or the annotation is not a time).
     expires_at: datetime | None = None
+    # UIDs of its owners (a warm namespace's: the DeviceClass of the installation that made it).
+    owner_uids: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, namespace: Namespace, labels: ManagementLabels) -> NamespaceView:
@@ -261,6 +263,9 @@ class NamespaceView:
             nodes=frozenset(filter(None, annotations.get(labels.nodes, "").split(","))),
             warm_key=ours.get(labels.warm, ""),
             expires_at=parse_rfc3339(annotations.get(labels.expires_at)),
+            owner_uids=frozenset(
+                ref.uid for ref in (meta.ownerReferences if meta else None) or [] if ref.uid
+            ),
         )
 
     @property

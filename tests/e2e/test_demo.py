@@ -11,12 +11,10 @@ import pytest
 from localcluster import ClusterHandle
 from space_dra.contract import DEFAULT_DRIVER_NAME
 from tests.support.chart import ChartRelease
-from tests.support.nodes import artifacts, cdi_specs, registration_sockets
 from tests.support.workloads import (
     claim_json,
     claim_manifest,
     exec_in,
-    managed_namespaces,
     namespace_state,
     pod_manifest,
     wait_claim_ready,
@@ -212,66 +210,6 @@ def test_claim_status_names_the_namespace(
     described = json.dumps(claim_json(local_cluster, workspace, "named")["status"])
     assert namespace in described
     assert "eyJ" not in described, "no token in claim status"
-
-
-def test_zz_uninstall_leaves_nothing_behind(
-    local_cluster: ClusterHandle, chart: ChartRelease
-) -> None:
-    local_cluster.wait_for(
-        "managed namespaces gone", lambda: managed_namespaces(local_cluster) == [], timeout=120
-    )
-    chart.uninstall()
-    # The warm pool (owned by the DeviceClass) goes with the installation.
-    local_cluster.wait_for(
-        "warm namespaces garbage-collected",
-        lambda: managed_namespaces(local_cluster, include_warm=True) == [],
-        timeout=120,
-    )
-    local_cluster.wait_for(
-        "ResourceSlices garbage-collected",
-        lambda: (
-            not local_cluster.kubectl_json(
-                "get", "resourceslices", "--field-selector", f"spec.driver={DEFAULT_DRIVER_NAME}"
-            )["items"]
-        ),
-        timeout=60,
-    )
-    leftovers = local_cluster.kubectl(
-        "get",
-        "deviceclasses,clusterroles,clusterrolebindings,validatingadmissionpolicies",
-        "-l",
-        "app.kubernetes.io/instance=space-dra",
-        "-o",
-        "name",
-    )
-    assert leftovers.strip() == ""
-
-    def left_in_release() -> list[str]:
-        names = local_cluster.kubectl(
-            "get",
-            "all,secrets,leases,serviceaccounts,roles,rolebindings",
-            "-n",
-            chart.namespace,
-            "-o",
-            "name",
-        ).split()
-        # The controller-made ownership key outlives the release by design (values.yaml
-        # ownershipKey: "upgrades, GitOps and uninstall keep it").
-        kept = f"secret/{chart.fullname}-ownership"
-        return [name for name in names if "space-dra" in name and name != kept]
-
-    # Pods of the deleted workloads take their grace period to go. The ownership key stays on
-    # purpose (docs/uninstall.md): a reinstall and `space-dra cleanup` still prove ownership.
-    local_cluster.wait_for(
-        "release namespace emptied but for the key",
-        lambda: left_in_release() == [f"secret/{chart.fullname}-ownership"],
-        timeout=90,
-    )
-    for node in local_cluster.nodes:
-        # Every node's plugin cleaned up after itself, in that node's own directories.
-        assert cdi_specs(node) == [], node.name
-        assert artifacts(node) == [], node.name
-        assert registration_sockets(node) == [], node.name
 
 
 def _ready_pods(cluster: ClusterHandle, namespace: str) -> int:

@@ -214,3 +214,34 @@ async def test_the_sweep_leaves_warm_namespaces_to_the_pool() -> None:
         await reconciler.sweep()
         await asyncio.sleep(0.1)
         assert {ns.metadata.name for ns in ready_warm(kube) if ns.metadata} == names
+
+
+async def test_a_reinstall_never_hands_over_the_earlier_installations_pool() -> None:
+    # helm uninstall + install: a new DeviceClass of the same name, while the garbage collector
+    # is still removing the namespaces the old one owned. Handing one of those to a claim would
+    # give the claim a namespace that is deleted under it.
+    kube = MemoryKube()
+    kube.put(device_class())
+    async with running_reconciler(kube, warm=warm()) as reconciler:
+        old = await eventually(lambda: filled(kube, 2), "filled")
+        old_names = {ns.metadata.name for ns in old if ns.metadata}
+        kube.remove(DeviceClass, CLASS)
+        kube.put(device_class())
+        assert reconciler.warm is not None
+        reconciler.warm.wake()
+        [new_class] = kube.stored(DeviceClass)
+        assert new_class.metadata is not None
+        new_owner = new_class.metadata.uid
+
+        def owned_by_new_class() -> bool:
+            made = ready_warm(kube)
+            return len(made) == 2 and all(
+                [ref.uid for ref in (ns.metadata.ownerReferences or [])] == [new_owner]
+                for ns in made
+                if ns.metadata
+            )
+
+        await eventually(owned_by_new_class, "a pool of the new class", within=10)
+        kube.put(make_claim(new_uid(), configs=class_config()))
+        record = await eventually(lambda: device_state(kube).record, "ready")
+        assert record.namespace not in old_names

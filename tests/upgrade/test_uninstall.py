@@ -17,7 +17,7 @@ import yaml
 from localcluster import ClusterHandle
 from space_dra.contract import DEFAULT_DRIVER_NAME
 from tests.support.chart import ChartRelease
-from tests.support.nodes import node_state_of_claim
+from tests.support.nodes import artifacts, cdi_specs, node_state_of_claim, registration_sockets
 from tests.support.workloads import (
     LABELS,
     managed_namespaces,
@@ -105,6 +105,11 @@ def test_claims_first_then_the_chart_leaves_only_the_key(
     ), "the ownership key stays (docs/uninstall.md)"
     node = local_cluster.node(consumer.node)
     assert not any(node_state_of_claim(node, consumer.claim_uid).values())
+    for each in local_cluster.nodes:
+        # Every node's plugin cleaned up after itself, in that node's own directories.
+        assert cdi_specs(each) == [], each.name
+        assert artifacts(each) == [], each.name
+        assert registration_sockets(each) == [], each.name
 
     # 3. With no namespace of the driver left, the key and the release namespace go too.
     _run(local_cluster, DELETE_RELEASE_NAMESPACE)

@@ -126,11 +126,19 @@ class WarmPool:
     def wake(self) -> None:
         self._wake.set()
 
+    def _current(self, view: NamespaceView) -> bool:
+        """Made for today's defaults by this installation. A warm namespace owned by an
+        earlier DeviceClass of the same name (a reinstall) is the garbage collector's: it
+        may be deleting it right now, so it is never handed to a claim."""
+        owner = self._owner.uid if self._owner else None
+        owned_here = owner in view.owner_uids if owner else not view.owner_uids
+        return view.warm_key == self._key and owned_here
+
     def available(self) -> list[NamespaceView]:
         return [
             view
             for view in self.namespaces.warm()
-            if view.warm_key == self._key and view.name not in self._taken and not view.deleting
+            if self._current(view) and view.name not in self._taken and not view.deleting
         ]
 
     # -- hand-over -------------------------------------------------------------------
@@ -210,8 +218,8 @@ class WarmPool:
         await self._load_defaults()
         warm = [v for v in self.namespaces.warm() if not v.deleting]
         self._taken &= {v.name for v in warm}
-        stale = [v for v in warm if v.warm_key != self._key and v.name not in self._filling]
-        ready = [v for v in warm if v.warm_key == self._key and v.name not in self._taken]
+        stale = [v for v in warm if not self._current(v) and v.name not in self._filling]
+        ready = [v for v in warm if self._current(v) and v.name not in self._taken]
         budget = self.options.pool_size - self._held() - len(self._taken)
         wanted = max(0, min(self.options.size, budget))
         surplus = ready[wanted:] if len(ready) > wanted else []
