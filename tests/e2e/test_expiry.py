@@ -65,8 +65,11 @@ def pod_state(cluster: ClusterHandle, namespace: str, name: str) -> dict[str, An
     return found
 
 
-def kubectl_in_pod(cluster: ClusterHandle, namespace: str, pod: str, args: str) -> tuple[int, str]:
-    script = f"KUBECONFIG=$SPACE_KUBECONFIG kubectl {args} 2>&1"
+def kubectl_in_pod(
+    cluster: ClusterHandle, namespace: str, pod: str, claim: str, args: str
+) -> tuple[int, str]:
+    # The variables are named after the claim: claim "short" gives SHORT_KUBECONFIG.
+    script = f"KUBECONFIG=${claim.upper()}_KUBECONFIG kubectl {args} 2>&1"
     result = cluster.kubectl_result("exec", "-n", namespace, pod, "--", "sh", "-c", script)
     return result.returncode, result.stdout
 
@@ -103,7 +106,7 @@ def test_an_expired_namespace_stops_its_pod_and_goes(
     annotations = cluster.kubectl_json("get", "namespace", namespace)["metadata"]["annotations"]
     assert parse_rfc3339(annotations[LABELS.expires_at]) == expires_at
     made = expires_at.timestamp() - LIFETIME  # when it became the claim's
-    code, out = kubectl_in_pod(cluster, workspace, "client", "get configmaps")
+    code, out = kubectl_in_pod(cluster, workspace, "client", "short", "get configmaps")
     assert code == 0, out
 
     # The pod is evicted (taints), or its credentials stop working (no taints).
@@ -117,7 +120,7 @@ def test_an_expired_namespace_stops_its_pod_and_goes(
     else:
 
         def refused() -> bool:
-            code, _ = kubectl_in_pod(cluster, workspace, "client", "get configmaps")
+            code, _ = kubectl_in_pod(cluster, workspace, "client", "short", "get configmaps")
             return code != 0
 
         cluster.wait_for("pod client's credentials refused", refused, timeout=60)
@@ -154,6 +157,6 @@ def test_an_expired_namespace_stops_its_pod_and_goes(
     cluster.wait_pod_ready(workspace, "client2", timeout=120)
     [fresh] = wait_claim_ready(cluster, workspace, "next")
     assert fresh != namespace
-    code, out = kubectl_in_pod(cluster, workspace, "client2", "get configmaps")
+    code, out = kubectl_in_pod(cluster, workspace, "client2", "next", "get configmaps")
     assert code == 0, out
     assert datetime.now(UTC) > expires_at

@@ -227,8 +227,16 @@ class Provisioner:
             )
         WARM_HANDOVERS.labels("warm" if warm is not None else "cold").inc()
         if warm is not None:
-            # Complete already: one write made it the claim's; no Event (a second write).
+            # Complete already: one write made it the claim's. The Event is the same as the
+            # cold path's, so what a user sees does not depend on the pool.
             self.namespaces.created(warm)
+            await emit_event(
+                self.kube,
+                view,
+                "Normal",
+                "NamespaceProvisioned",
+                f"{label}: namespace {warm.name} is ready (from the warm pool)",
+            )
             return self._provisioned(view, device, label, warm, "warm")
         settings = resolved.settings
         try:
