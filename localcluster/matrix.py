@@ -149,19 +149,17 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         "",
         "Everything above passes there; two features of newer releases are missing.",
         "",
-        "* **Binding conditions.** `DRADeviceBindingConditions` is alpha and off by default, so",
-        "  the API server drops `bindingConditions` from ResourceSlices, and the controller",
-        "  (`pool.bindingConditions: auto`, the chart's default) notices and publishes plain",
-        "  devices (it logs `binding_conditions_unsupported` once). The scheduler then binds a",
-        "  pod as soon as a slot is allocated, before the namespace exists. The kubelet's",
-        "  NodePrepareResources call waits for it in the plugin (at most",
-        "  `kubeletPlugin.waitTimeout`, 20 s, below the kubelet's 45 s); if the controller is",
-        "  slower (down, restarting, far behind), the prepare fails with a message naming the",
-        "  claim and the kubelet retries with back-off, so the pod starts later, bound to its",
-        "  node, instead of waiting unscheduled. A claim whose config is refused still shows",
-        "  `NamespaceFailed` with the reason in its status (claim device status works on every",
-        "  supported release), but its pod is bound and stays in ContainerCreating with",
-        "  `FailedPrepareDynamicResources` events, instead of staying unscheduled.",
+        "* **Binding conditions, as an option.** With the chart's default",
+        "  (`pool.bindingConditions: off`) the driver behaves the same on every release: the",
+        "  scheduler binds a pod as soon as a slot is allocated, the kubelet's",
+        "  NodePrepareResources waits for the namespace in the plugin (at most",
+        "  `kubeletPlugin.waitTimeout`, 20 s, below the kubelet's 45 s), and a refused claim",
+        "  shows `NamespaceFailed` in its status and an Event on its pod. What 1.34 and 1.35",
+        "  lack is the choice of `auto`: `DRADeviceBindingConditions` is alpha and off by",
+        "  default there, the API server drops `bindingConditions` from ResourceSlices, and the",
+        "  controller notices and publishes plain devices (it logs",
+        "  `binding_conditions_unsupported` once), so a pod is never held unscheduled until its",
+        "  namespace is ready.",
         "* **Device health in pod status.** `ResourceHealthStatus` is alpha and off by default:",
         "  the kubelet does not watch the plugin's DRAResourceHealth stream, so a namespace",
         "  deleted or no longer usable behind the driver's back does not show in",
@@ -214,7 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--releases", help="comma-separated, e.g. 1.34,1.37 (default: all)")
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--markers", default=MARKERS)
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help=f"rewrite {REPORT.name} from {RESULTS.name}, running nothing",
+    )
     args = parser.parse_args(argv)
+    if args.render_only:
+        REPORT.write_text(render(json.loads(RESULTS.read_text())))
+        return 0
     chosen = (
         [releases.resolve(v) for v in args.releases.split(",")]
         if args.releases

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from localcluster import matrix
@@ -56,3 +57,10 @@ def test_render_lists_releases_in_order_with_what_differs() -> None:
     assert "| 1.37.2 | 2026-11-30 | 2 | 10 | 0 | 0 | yes | yes |" in text
     assert "failed: `tests.e2e.t::x`" in text
     assert "What you lose on 1.34 and 1.35" in text
+
+
+def test_the_committed_report_is_rendered_from_the_committed_results() -> None:
+    # docs/compatibility.md is generated: a hand edit (or a template change without
+    # `python -m localcluster.matrix --render-only`) shows here.
+    results = json.loads(matrix.RESULTS.read_text())
+    assert matrix.REPORT.read_text() == matrix.render(results)
