@@ -34,6 +34,8 @@ GATES = (
     "ResourceHealthStatus",
     "DRAAdminAccess",
     "DRAPrioritizedList",
+    "DRADeviceTaints",
+    "DRAExtendedResource",
 )
 
 

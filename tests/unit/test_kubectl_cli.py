@@ -64,7 +64,10 @@ def test_the_readme_commands_parse_and_their_flags_are_in_help() -> None:
         for flag in (a for a in args if a.startswith("-")):
             assert re.search(rf"(^|[ ,]){re.escape(flag)}[ ,\n]", described), flag
     # The states the README names are the ones --help names.
-    states = "Pending, Ready, Failed: <reason>, Unhealthy: <reason>, Expiring at <time> or Deleting"
+    states = (
+        "Pending, Ready, Failed: <reason>, Unhealthy: <reason>, Expiring at <time>, "
+        "Expired at <time> or Deleting"
+    )
     assert states in " ".join(readme_section().replace("`", "").split())
     assert states in " ".join(help_text("list").split())
 

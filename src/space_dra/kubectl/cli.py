@@ -40,7 +40,8 @@ DESCRIPTION = (
 LIST_DESCRIPTION = (
     "List the driver's ResourceClaims: those whose allocation holds devices of the driver, "
     "and those asking for its DeviceClass that are still pending. STATE is Pending, Ready, "
-    "Failed: <reason>, Unhealthy: <reason>, Expiring at <time> or Deleting."
+    "Failed: <reason>, Unhealthy: <reason>, Expiring at <time>, Expired at <time> or "
+    "Deleting."
 )
 DESCRIBE_DESCRIPTION = (
     "Describe one of the driver's ResourceClaims: its state per device, the NamespaceConfig "
