@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.resource_v1 import ResourceClaim
 
 from space_dra import faults
@@ -34,12 +33,12 @@ from space_dra.contract import (
     RecordError,
     device_label,
 )
+from space_dra.controller.create import create_with_free_name
 from space_dra.controller.manifests import (
     DnsServers,
     expiry,
     namespace_contents,
     namespace_object,
-    random_name,
 )
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.ownership import Signer
@@ -52,7 +51,7 @@ from space_dra.controller.refusals import (
 from space_dra.controller.status import DeviceOutcome, emit_event, emit_pod_events, write_status
 from space_dra.controller.templates import CopyRefused, TemplateCopier, TemplateUnavailable
 from space_dra.controller.warm import WarmPool, settings_key
-from space_dra.kube import Conflict, ControllerAPI, Invalid, KubeError, NotFound
+from space_dra.kube import ControllerAPI, Invalid, KubeError, NotFound
 from space_dra.logs import log_event
 from space_dra.metrics import FAILURES, PROVISION_SECONDS, PROVISIONED, WARM_HANDOVERS
 from space_dra.times import utc_now
@@ -363,28 +362,23 @@ class Provisioner:
         max_token_seconds: int | None = None,
         expires_at: datetime | None = None,
     ) -> NamespaceView:
-        """Create a fresh namespace; retry with another suffix if the name is taken."""
-        last_error: Conflict | None = None
-        for _ in range(8):
-            name = random_name(settings.generate_name)
-            try:
-                namespace = namespace_object(
-                    self.labels,
-                    self.signer,
-                    name,
-                    claim_uid,
-                    claim_ref,
-                    device,
-                    settings,
-                    max_token_seconds,
-                    expires_at,
-                )
-                created: Namespace = await self.kube.create(namespace)
-                return NamespaceView.of(created, self.labels)
-            except Conflict as exc:
-                last_error = exc
-        prefix = settings.generate_name
-        raise RuntimeError(f"no free namespace name with prefix {prefix!r}: {last_error}")
+        """Create a fresh namespace (another suffix if the name is taken)."""
+        created = await create_with_free_name(
+            self.kube,
+            settings.generate_name,
+            lambda name: namespace_object(
+                self.labels,
+                self.signer,
+                name,
+                claim_uid,
+                claim_ref,
+                device,
+                settings,
+                max_token_seconds,
+                expires_at,
+            ),
+        )
+        return NamespaceView.of(created, self.labels)
 
     async def fill(self, namespace: str, settings: Settings) -> None:
         contents = namespace_contents(

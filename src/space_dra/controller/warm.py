@@ -44,7 +44,8 @@ from space_dra.contract import (
     NamespaceView,
     device_label,
 )
-from space_dra.controller.manifests import namespace_object, random_name
+from space_dra.controller.create import create_with_free_name
+from space_dra.controller.manifests import namespace_object
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.ownership import Signer
 from space_dra.kube import Conflict, ControllerAPI, KubeError, NotFound
@@ -277,8 +278,8 @@ class WarmPool:
         defaults, key = self._defaults, self._key
         assert defaults is not None
         async with gate:
-            for _ in range(8):
-                name = random_name(defaults.settings.generate_name)
+
+            def build(name: str) -> Namespace:
                 namespace = namespace_object(
                     self.labels,
                     self.signer,
@@ -295,24 +296,23 @@ class WarmPool:
                 namespace.metadata.ownerReferences = [self._owner] if self._owner else None
                 # Marked as filling until its contents are in: only then can it be offered.
                 namespace.metadata.labels[self.labels.warm] = FILLING + key
-                try:
-                    created: Namespace = await self.kube.create(namespace)
-                except Conflict:
-                    continue
-                self._filling.add(name)
-                try:
-                    self.namespaces.created(NamespaceView.of(created, self.labels))
-                    await self._fill(name, defaults.settings)  # type: ignore[misc]
-                    await self.kube.apply(
-                        Namespace(metadata=ObjectMeta(name=name, labels={self.labels.warm: key}))
-                    )
-                except KubeError:
-                    # Half-made: deleted, so the next refill starts afresh.
-                    await self._delete(NamespaceView.of(created, self.labels))
-                    raise
-                finally:
-                    self._filling.discard(name)
-                return
+                return namespace
+
+            created = await create_with_free_name(self.kube, defaults.settings.generate_name, build)
+            name = (created.metadata.name if created.metadata else None) or ""
+            self._filling.add(name)
+            try:
+                self.namespaces.created(NamespaceView.of(created, self.labels))
+                await self._fill(name, defaults.settings)  # type: ignore[misc]
+                await self.kube.apply(
+                    Namespace(metadata=ObjectMeta(name=name, labels={self.labels.warm: key}))
+                )
+            except KubeError:
+                # Half-made: deleted, so the next refill starts afresh.
+                await self._delete(NamespaceView.of(created, self.labels))
+                raise
+            finally:
+                self._filling.discard(name)
 
     async def _delete(self, view: NamespaceView) -> None:
         try:
