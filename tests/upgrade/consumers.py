@@ -103,10 +103,10 @@ def assert_undisturbed(cluster: ClusterHandle, consumer: Consumer) -> None:
 
 
 def namespace_uids(cluster: ClusterHandle) -> dict[str, str]:
-    """Every namespace the driver made (claimed or warm), by name: its UID."""
-    items: list[dict[str, Any]] = cluster.kubectl_json("get", "namespaces", "-l", LABELS.selector)[
-        "items"
-    ]
+    """Every namespace the driver made for a claim, by name: its UID. (The warm pool's are
+    left out: they may be handed over, or deleted as surplus when claims take slots.)"""
+    selector = f"{LABELS.selector},!{LABELS.warm}"
+    items: list[dict[str, Any]] = cluster.kubectl_json("get", "namespaces", "-l", selector)["items"]
     return {ns["metadata"]["name"]: ns["metadata"]["uid"] for ns in items}
 
 

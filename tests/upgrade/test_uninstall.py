@@ -36,13 +36,16 @@ pytestmark = pytest.mark.upgrade
 
 DOC = "uninstall.md"
 LIST_NAMESPACES = (
-    "kubectl get namespaces -l space.resource.example.com/managed-by=space-dra-controller \\\n"
+    "kubectl get namespaces -l "
+    "'space.resource.example.com/managed-by=space-dra-controller,!space.resource.example.com/warm' "
+    "\\\n"
     '  -o jsonpath=\'{range .items[*]}{.metadata.name}{"\\t"}'
     '{.metadata.annotations.space\\.resource\\.example\\.com/claim}{"\\n"}{end}\''
 )
 WAIT_NAMESPACES_GONE = (
-    "kubectl wait --for=delete namespace "
-    "-l space.resource.example.com/managed-by=space-dra-controller --timeout=10m"
+    "kubectl wait --for=delete namespace -l "
+    "'space.resource.example.com/managed-by=space-dra-controller,!space.resource.example.com/warm' "
+    "--timeout=10m"
 )
 UNINSTALL = "helm uninstall -n space-dra space-dra --wait"
 DELETE_RELEASE_NAMESPACE = "kubectl delete namespace space-dra"
