@@ -120,11 +120,17 @@ def at_least_one(text: str) -> int:
     return value
 
 
-def add_client(parser: argparse.ArgumentParser) -> None:
-    """What every command needs: which driver, which cluster, how to log."""
+def add_client(parser: argparse.ArgumentParser, without_kubeconfig: str = "in-cluster") -> None:
+    """What every command needs: which driver, which cluster, how to log.
+    ``without_kubeconfig``: what the command uses when no kubeconfig is given."""
     add_flag(parser, "--driver-name", "DRIVER_NAME", DEFAULT_DRIVER_NAME, "DRA driver name")
     add_flag(
-        parser, "--kubeconfig", "KUBECONFIG", None, "kubeconfig file; empty means in-cluster config"
+        parser,
+        "--kubeconfig",
+        "KUBECONFIG",
+        None,
+        "kubeconfig file",
+        shown=without_kubeconfig,
     )
     add_flag(
         parser,
@@ -175,7 +181,8 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 def add_cleanup(parser: argparse.ArgumentParser) -> None:
     """``space-dra cleanup``: which installation's namespaces, and whether to delete."""
-    add_client(parser)
+    # Run by an administrator from a workstation, as kubectl is (controller/cleanup.py).
+    add_client(parser, without_kubeconfig="~/.kube/config, else in-cluster")
     add_flag(
         parser,
         "--namespace",
