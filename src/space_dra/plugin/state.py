@@ -115,12 +115,25 @@ class NodeState:
         """Every prepared device's health, judged now (see :mod:`space_dra.plugin.health`)."""
         return [item for _, item in self.book.report(self.prepared, self._files_complete)]
 
-    def publish_health(self) -> None:
+    def publish_health(self, only: str | None = None) -> None:
         """Wake the health stream if any device's health changed since it was last woken;
-        log each change with its claim UID."""
-        current = {
+        log each change with its claim UID. ``only``: the one claim that changed (just
+        prepared or removed), judged alone, the others kept as last judged; without it
+        every device is judged (the monitor's periodic pass). Judging every device after
+        each prepare made a burst of claims quadratic."""
+        if only is None:
+            judged, kept = self.prepared, {}
+        else:
+            claim = self.prepared.get(only)
+            judged = {only: claim} if claim is not None else {}
+            kept = {
+                key: item
+                for key, item in self._published.items()
+                if key[0] != only and key[0] in self.prepared
+            }
+        current = kept | {
             (uid, item.pool, item.device): item
-            for uid, item in self.book.report(self.prepared, self._files_complete)
+            for uid, item in self.book.report(judged, self._files_complete)
         }
         if current == self._published:
             return
@@ -184,7 +197,7 @@ class NodeState:
             raise ClaimError(f"claim {claim.uid}: writing files failed: {exc}") from None
         PREPARED_CLAIMS.set(len(self.prepared))
         self.book.track(prepared, just_prepared=True)
-        self.publish_health()
+        self.publish_health(only=claim.uid)
         return prepared
 
     async def mint(
@@ -351,7 +364,7 @@ class NodeState:
             raise ClaimError(f"claim {uid}: removing files failed: {exc}") from None
         self.book.forget(uid)
         PREPARED_CLAIMS.set(len(self.prepared))
-        self.publish_health()
+        self.publish_health(only=uid)
 
     def _remove_files(self, uid: str, claim: PreparedClaim | None) -> None:
         self.cdi.remove(uid)
