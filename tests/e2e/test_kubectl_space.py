@@ -157,7 +157,12 @@ def test_describe_shows_policy_objects_health_and_events(
         assert f"Namespace {namespace}:" in out
     assert re.search(r"^ +role: +admin$", out, re.MULTILINE)
     assert len(re.findall(r"^ +ServiceAccount +space-user ", out, re.MULTILINE)) == 2
-    assert "NamespaceProvisioned" in out
+    # A warm namespace is handed over without an Event (two writes); a refusal has one.
+    code, refused, err = kubectl_space(local_cluster, "describe", "bad", "-n", ws)
+    print(f"$ kubectl space describe bad -n {ws}\n{refused}{err}")
+    assert code == 0, err
+    events = refused[refused.index("Events:") :]
+    assert "InvalidNamespaceConfig" in events, refused
     code, out, err = kubectl_space(local_cluster, "describe", "pair", "-n", ws, "-o", "yaml")
     document = yaml.safe_load(out)
     # The default --policy-configmap is the ConfigMap the chart made for this release.

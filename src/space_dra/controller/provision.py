@@ -226,16 +226,10 @@ class Provisioner:
             )
         WARM_HANDOVERS.labels("warm" if warm is not None else "cold").inc()
         if warm is not None:
-            # Complete already: one write made it the claim's. The Event is the same as the
-            # cold path's, so what a user sees does not depend on the pool.
+            # Complete already: one write made it the claim's, and the status write says
+            # so. No NamespaceProvisioned Event: it would be a third write on the path
+            # meant to take two (docs/performance.md); refusals still get theirs.
             self.namespaces.created(warm)
-            await emit_event(
-                self.kube,
-                view,
-                "Normal",
-                "NamespaceProvisioned",
-                f"{label}: namespace {warm.name} is ready (from the warm pool)",
-            )
             return self._provisioned(view, device, label, warm, "warm")
         settings = resolved.settings
         try:
