@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from lightkube.resources.core_v1 import Namespace, ServiceAccount
 from lightkube.resources.rbac_authorization_v1 import RoleBinding
 from lightkube.resources.resource_v1 import DeviceClass
@@ -18,7 +19,9 @@ from space_dra.contract import (
     WORKLOAD_SERVICE_ACCOUNT,
     ManagementLabels,
 )
-from space_dra.controller.warm import WarmOptions
+from space_dra.controller.namespaces import ManagedNamespaces
+from space_dra.controller.warm import WarmOptions, WarmPool
+from space_dra.kube import KubeError
 from space_dra.kube_memory import MemoryKube
 from tests.support.claims import make_claim, namespace_config, new_uid
 from tests.support.controller import (
@@ -245,3 +248,34 @@ async def test_a_reinstall_never_hands_over_the_earlier_installations_pool() -> 
         kube.put(make_claim(new_uid(), configs=class_config()))
         record = await eventually(lambda: device_state(kube).record, "ready")
         assert record.namespace not in old_names
+
+
+async def test_a_failed_make_never_lets_the_pool_outgrow_its_cap() -> None:
+    # One namespace of a refill fails while the others are still being filled: until they
+    # are done, the next refill must count them, not start as many again beside them.
+    kube = MemoryKube()
+    kube.put(device_class())
+    namespaces = ManagedNamespaces(kube, LABELS, SIGNER, lambda view: None)
+    release = asyncio.Event()
+    fills = 0
+
+    async def fill(name: str, settings: object) -> None:
+        nonlocal fills
+        fills += 1
+        if fills == 1:
+            raise KubeError("injected", 500, "Internal")
+        await release.wait()
+
+    pool = WarmPool(kube, LABELS, SIGNER, namespaces, warm(size=4, pool_size=4), lambda: 0, fill)
+    first = asyncio.create_task(pool.refill())
+    await asyncio.sleep(0.2)  # one failed; three wait in their fill
+    second = asyncio.create_task(pool.refill())
+    await asyncio.sleep(0.2)
+    live = [
+        ns for ns in kube.stored(Namespace) if ns.metadata and not ns.metadata.deletionTimestamp
+    ]
+    release.set()
+    with pytest.raises(KubeError):
+        await first
+    await second
+    assert len(live) <= 4, f"{len(live)} warm namespaces at once for a pool of 4"

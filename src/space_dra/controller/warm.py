@@ -233,9 +233,17 @@ class WarmPool:
         gate = asyncio.Semaphore(REFILL_CONCURRENCY)
         self._creating += missing
         try:
-            await asyncio.gather(*(self._make(gate) for _ in range(missing)))
+            # Every make runs to its end before the count drops: a failure raised at once
+            # would leave the others creating, uncounted, and the next refill would start
+            # as many again, past the pool's cap.
+            made = await asyncio.gather(
+                *(self._make(gate) for _ in range(missing)), return_exceptions=True
+            )
         finally:
             self._creating -= missing
+        for outcome in made:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _load_defaults(self) -> None:
         """The settings a claim of the DeviceClass gets when it asks for nothing itself."""
