@@ -274,7 +274,9 @@ class GoBuild:
             "CGO_ENABLED": "1" if self.cgo else "0",
         }
         label = f"[{step}] " if step else ""
-        say(f"{label}building {self.name} (go build, cached in {self.out})")
+        last = self._last_duration()
+        expected = f"; the last such build took {_elapsed(last)}" if last else ""
+        say(f"{label}building {self.name} (go build, cached in {self.out}{expected})")
         t0 = time.monotonic()
         total = self._package_count(env)
         argv = [
@@ -291,7 +293,7 @@ class GoBuild:
             *self.packages,
         ]
         returncode, output = _run_with_progress(
-            argv, self.module_dir, env, f"{label}{self.name}", total, t0
+            argv, self.module_dir, env, f"{label}{self.name}", total, t0, last
         )
         if returncode != 0:
             raise RuntimeError(f"building {self.name} failed:\n{output[-5000:]}")
@@ -299,8 +301,31 @@ class GoBuild:
             shutil.rmtree(self.out)
         tmp.rename(self.out)
         self.stamp_file.write_text(self.stamp())
-        say(f"{label}built {self.name} in {_elapsed(time.monotonic() - t0)}")
+        took = time.monotonic() - t0
+        self._record_duration(took)
+        say(f"{label}built {self.name} in {_elapsed(took)}")
         return self.binaries()
+
+    # Build times, kept beside the builds: the next build of the same thing (another
+    # release of it, too) says how long to expect.
+    def _durations_file(self) -> Path:
+        return self.out.parent.parent / "build-durations.json"  # the cache root
+
+    def _last_duration(self) -> float | None:
+        try:
+            durations = json.loads(self._durations_file().read_text())
+        except (OSError, ValueError):
+            return None
+        found = durations.get(self.name) or durations.get(self.name.split()[0])
+        return float(found) if isinstance(found, int | float) else None
+
+    def _record_duration(self, seconds: float) -> None:
+        try:
+            durations = json.loads(self._durations_file().read_text())
+        except (OSError, ValueError):
+            durations = {}
+        durations[self.name] = durations[self.name.split()[0]] = round(seconds)
+        self._durations_file().write_text(json.dumps(durations, indent=1, sort_keys=True))
 
     def _package_count(self, env: dict[str, str]) -> int:
         """How many packages the build needs at most (``go list -deps``); 0 if unknown."""
@@ -325,10 +350,17 @@ def _elapsed(seconds: float) -> str:
 
 
 def _run_with_progress(
-    argv: list[str], cwd: Path, env: dict[str, str], what: str, total: int, t0: float
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    what: str,
+    total: int,
+    t0: float,
+    expected: float | None = None,
 ) -> tuple[int, str]:
     """Run ``go build -v``, printing every PROGRESS_EVERY seconds how many packages it compiled
-    (of at most ``total``; cached packages are not listed) and which one it is on."""
+    (of at most ``total``; cached packages are not listed), which one it is on, and the
+    time elapsed against ``expected`` (the last such build's), when known."""
     proc = subprocess.Popen(
         argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -346,8 +378,9 @@ def _run_with_progress(
         if now - last >= PROGRESS_EVERY:
             last = now
             of = f"/{total}" if total else ""
+            against = f" of about {_elapsed(expected)}" if expected else ""
             say(
-                f"{what}: {compiled}{of} packages compiled, {_elapsed(now - t0)}, "
+                f"{what}: {compiled}{of} packages compiled, {_elapsed(now - t0)}{against}, "
                 f"at {line.strip()[:80]}"
             )
     return proc.wait(), "".join(lines[-200:])
