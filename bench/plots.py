@@ -5,11 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# One colour per kind of pod, the same in every panel.
+COLOURS = {
+    "plain": "tab:grey",
+    "ours": "tab:blue",
+    "gobaseline": "tab:orange",
+    "twin": "tab:green",
+    "example": "tab:purple",
+}
+
 
 def _cdf(ax: Any, samples: list[float], label: str, style: str = "-", scale: float = 1) -> None:
     ordered = sorted(s * scale for s in samples)
     if ordered:
-        ax.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], style, label=label)
+        ax.plot(
+            ordered,
+            [(i + 1) / len(ordered) for i in range(len(ordered))],
+            style,
+            label=label,
+            color=COLOURS.get(label),
+        )
 
 
 def draw(result: dict[str, Any], out: Path) -> list[str]:
