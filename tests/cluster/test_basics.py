@@ -147,6 +147,7 @@ DRA_WORDS = re.compile(
 )
 
 
+WORKLOAD_LINE = re.compile(r' (pod=|pluginName=|item="(claim|pod):)')
 START_MARKER = re.compile(r"=== localcluster: starting \S+ at (.+) ===")
 KLOG_ERROR = re.compile(r"^[EF](\d{4} \d{2}:\d{2}:\d{2})\.\d+ ")
 STARTUP_WINDOW = datetime.timedelta(seconds=60)
@@ -164,9 +165,11 @@ TRANSIENT = re.compile(
 def _startup_errors(text: str) -> list[str]:
     """klog error lines logged in the first minute after the component's last start.
 
-    Lines about a particular pod (``pod=...``) or DRA plugin (``pluginName=...``) are left out:
-    they belong to workloads (pods whose driver is not running) or to a plugin's own lifecycle
-    (a test stopping its plugin cancels the kubelet's health stream), not to the component's start.
+    Lines about a particular pod (``pod=...``), claim or pod work item (``item="claim:..."``, the
+    controller manager's claim controller racing a deletion: ``make demo`` deletes its claim well
+    within the first minute) or DRA plugin (``pluginName=...``) are left out: they belong to
+    workloads (pods whose driver is not running) or to a plugin's own lifecycle (a test stopping
+    its plugin cancels the kubelet's health stream), not to the component's start.
     So are transient connection errors to the API server (``TRANSIENT``): suites that restart the
     API server make every component log those, whatever order the suites run in.
     """
@@ -181,7 +184,7 @@ def _startup_errors(text: str) -> list[str]:
         when = datetime.datetime.strptime(f"{started.year}{m.group(1)}", "%Y%m%d %H:%M:%S")
         if when - started > STARTUP_WINDOW or TRANSIENT.search(line):
             continue
-        if " pod=" not in line and " pluginName=" not in line:
+        if not WORKLOAD_LINE.search(line):
             errors.append(line)
     return errors
 
