@@ -105,6 +105,12 @@ TOKEN_REFRESHES = Counter(
     ["result"],
     registry=REGISTRY,
 )
+TOKEN_REFUSALS = Counter(
+    "space_dra_plugin_token_refusals_total",
+    "TokenRequests the API server refused and the plugin retried: during a prepare, the "
+    "controller had not yet recorded a pod of the claim on this node.",
+    registry=REGISTRY,
+)
 REGISTERED = Gauge(
     "space_dra_plugin_registered",
     "1 when the kubelet accepted the plugin's registration, 0 when it rejected it.",

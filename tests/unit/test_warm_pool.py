@@ -19,6 +19,7 @@ from space_dra.contract import (
     WORKLOAD_SERVICE_ACCOUNT,
     ManagementLabels,
 )
+from space_dra.controller import warm as warm_module
 from space_dra.controller.namespaces import ManagedNamespaces
 from space_dra.controller.warm import WarmOptions, WarmPool
 from space_dra.kube import KubeError
@@ -279,3 +280,39 @@ async def test_a_failed_make_never_lets_the_pool_outgrow_its_cap() -> None:
         await first
     await second
     assert len(live) <= 4, f"{len(live)} warm namespaces at once for a pool of 4"
+
+
+class SlowFillKube(MemoryKube):
+    """Holds every ServiceAccount apply (a namespace's fill) while ``gate`` is closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.held = 0
+
+    async def apply(self, obj: Any, **where: Any) -> Any:
+        if isinstance(obj, ServiceAccount) and not self.gate.is_set():
+            self.held += 1
+            await self.gate.wait()
+        return await super().apply(obj, **where)
+
+
+async def test_namespaces_handed_over_during_a_refill_are_refilled_when_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A burst: the second claim takes a warm namespace while the refill for the first is
+    # still filling. Its wake-up must start the next refill at once, not after the
+    # periodic one (made an hour here, so only the wake-up can refill in time).
+    monkeypatch.setattr(warm_module, "REFILL_SECONDS", 3600.0)
+    kube = SlowFillKube()
+    kube.put(device_class())
+    async with running_reconciler(kube, warm=warm(size=2, pool_size=6)):
+        await eventually(lambda: len(ready_warm(kube)) == 2, "filled")
+        kube.gate.clear()
+        kube.put(make_claim(new_uid(), configs=class_config()))
+        await eventually(lambda: kube.held == 1, "the refill for the first claim filling")
+        kube.put(make_claim(new_uid(), configs=class_config()))
+        await eventually(lambda: not ready_warm(kube), "the second claim took the other one")
+        kube.gate.set()
+        await eventually(lambda: len(ready_warm(kube)) == 2, "refilled for both claims")

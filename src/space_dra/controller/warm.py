@@ -204,11 +204,13 @@ class WarmPool:
         if self.options.size <= 0:
             return
         while True:
+            # Cleared before, not after: a namespace handed over while this refill runs
+            # (a burst) starts the next one as soon as it ends, not REFILL_SECONDS later.
+            self._wake.clear()
             try:
                 await self.refill()
             except KubeError as exc:
                 log_event(log, logging.WARNING, "warm_refill_failed", error=str(exc))
-            self._wake.clear()
             try:
                 async with asyncio.timeout(REFILL_SECONDS):
                     await self._wake.wait()

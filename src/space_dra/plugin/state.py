@@ -34,7 +34,12 @@ from space_dra.kubeletplugin import (
     HealthStatus,
 )
 from space_dra.logs import log_event
-from space_dra.metrics import CHECKPOINT_RECOVERIES, PREPARED_CLAIMS, TOKEN_REFRESHES
+from space_dra.metrics import (
+    CHECKPOINT_RECOVERIES,
+    PREPARED_CLAIMS,
+    TOKEN_REFRESHES,
+    TOKEN_REFUSALS,
+)
 from space_dra.naming import owned_artifact_names
 from space_dra.plugin.artifacts import FILES, render
 from space_dra.plugin.cdi import cdi_devices, claims_from_records, namespace_specs
@@ -245,6 +250,7 @@ class NodeState:
                 remaining = (deadline - self.clock()) if deadline is not None else 0.0
                 if remaining <= 0:
                     raise
+                TOKEN_REFUSALS.inc()
                 await asyncio.sleep(min(delay, remaining))
                 delay = min(delay * 2, 1.0)
                 continue
