@@ -246,6 +246,8 @@ class NamespaceView:
     expires_at: datetime | None = None
     # UIDs of its owners (a warm namespace's: the DeviceClass of the installation that made it).
     owner_uids: frozenset[str] = frozenset()
+    # The version this view was taken from: a write conditional on it fails if it changed.
+    resource_version: str = ""
 
     @classmethod
     def of(cls, namespace: Namespace, labels: ManagementLabels) -> NamespaceView:
@@ -266,6 +268,7 @@ class NamespaceView:
             owner_uids=frozenset(
                 ref.uid for ref in (meta.ownerReferences if meta else None) or [] if ref.uid
             ),
+            resource_version=(meta.resourceVersion if meta else None) or "",
         )
 
     @property

@@ -175,9 +175,15 @@ class ControllerAPI(KubeAPI, Protocol):
         ...
 
     async def delete(
-        self, res: type[R], name: str, namespace: str | None = None, *, uid: str | None = None
+        self,
+        res: type[R],
+        name: str,
+        namespace: str | None = None,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
     ) -> None:
-        """Delete; with ``uid``, Conflict if the name now belongs to another object."""
+        """Delete; Conflict if the object's ``uid`` or ``resource_version`` (if given) differ."""
         ...
 
 
@@ -342,19 +348,26 @@ class LightkubeAPI:
             return applied
 
     async def delete(
-        self, res: type[R], name: str, namespace: str | None = None, *, uid: str | None = None
+        self,
+        res: type[R],
+        name: str,
+        namespace: str | None = None,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
     ) -> None:
         what = f"delete {res.__name__} {_ref(namespace, name)}"
         API_WRITES.labels("delete", res.__name__).inc()
         with translated(what):
-            if uid is None:
+            if uid is None and resource_version is None:
                 await self._any.delete(res, name, namespace=namespace)
                 return
             # lightkube's delete() takes no DeleteOptions body, so build the request
-            # through its generic client and attach the UID precondition.
+            # through its generic client and attach the preconditions.
             generic = self._any._client
             request = generic.prepare_request("delete", res=res, name=name, namespace=namespace)
-            request.data = DeleteOptions(preconditions=Preconditions(uid=uid))
+            preconditions = Preconditions(uid=uid, resourceVersion=resource_version)
+            request.data = DeleteOptions(preconditions=preconditions)
             response = await generic.send(generic.build_adapter_request(request))
             generic.handle_response("delete", response, request)
 

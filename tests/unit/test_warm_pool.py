@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, ServiceAccount
 from lightkube.resources.rbac_authorization_v1 import RoleBinding
 from lightkube.resources.resource_v1 import DeviceClass
@@ -17,6 +18,7 @@ from space_dra.contract import (
     TOKEN_MINTER_BINDING,
     WORKLOAD_BINDING,
     WORKLOAD_SERVICE_ACCOUNT,
+    DeviceRef,
     ManagementLabels,
 )
 from space_dra.controller import warm as warm_module
@@ -77,6 +79,12 @@ def ready_warm(kube: MemoryKube) -> list[Namespace]:
         and (ns.metadata.labels or {}).get(LABELS.warm, "")
         and not (ns.metadata.labels or {}).get(LABELS.warm, "").startswith("filling-")
     ]
+
+
+def stored_metadata(kube: MemoryKube, name: str) -> tuple[Namespace, ObjectMeta]:
+    [found] = [ns for ns in kube.stored(Namespace) if ns.metadata and ns.metadata.name == name]
+    assert found.metadata is not None
+    return found, found.metadata
 
 
 def in_namespace(kube: MemoryKube, res: type[Any], namespace: str) -> set[str]:
@@ -316,3 +324,73 @@ async def test_namespaces_handed_over_during_a_refill_are_refilled_when_it_ends(
         await eventually(lambda: not ready_warm(kube), "the second claim took the other one")
         kube.gate.set()
         await eventually(lambda: len(ready_warm(kube)) == 2, "refilled for both claims")
+
+
+class SlowDeleteKube(MemoryKube):
+    """Holds every Namespace delete while ``gate`` is closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.held = 0
+
+    async def delete(self, res: Any, name: str, namespace: str | None = None, **pre: Any) -> None:
+        if res is Namespace and not self.gate.is_set():
+            self.held += 1
+            await self.gate.wait()
+        await super().delete(res, name, namespace, **pre)
+
+
+async def test_a_namespace_the_pool_is_trimming_is_never_handed_to_a_claim() -> None:
+    # The slots filled up with claims, so the pool trims its surplus one delete at a time.
+    # A claim arriving meanwhile must not take a namespace the trim is about to delete.
+    kube = SlowDeleteKube()
+    kube.put(device_class())
+    held = 0
+    namespaces = ManagedNamespaces(kube, LABELS, SIGNER, lambda view: None)
+    watch = asyncio.create_task(namespaces.informer.run())
+
+    async def fill(name: str, settings: object) -> None:
+        return None
+
+    pool = WarmPool(kube, LABELS, SIGNER, namespaces, warm(size=2, pool_size=4), lambda: held, fill)
+    try:
+        await pool.refill()
+        await eventually(lambda: len(pool.available()) == 2, "the pool seen full")
+        held = 4  # every slot taken: both warm namespaces are surplus now
+        kube.gate.clear()
+        trim = asyncio.create_task(pool.refill())
+        await eventually(lambda: kube.held == 1, "the trim deleting its first namespace")
+        handed = await pool.hand_over(
+            pool.key, new_uid(), "team/claim", DeviceRef("ns", "space", "slot-0"), frozenset()
+        )
+        kube.gate.set()
+        await trim
+        assert handed is None, f"offered {handed.name}, which the trim was deleting"
+    finally:
+        watch.cancel()
+
+
+async def test_a_namespace_changed_since_the_trim_judged_it_is_not_deleted() -> None:
+    # Another writer (the API server orders the two) handed it over after the pool took
+    # its view: the version-conditional delete is refused, the namespace stays.
+    kube = MemoryKube()
+    kube.put(device_class())
+    namespaces = ManagedNamespaces(kube, LABELS, SIGNER, lambda view: None)
+    watch = asyncio.create_task(namespaces.informer.run())
+
+    async def fill(name: str, settings: object) -> None:
+        return None
+
+    pool = WarmPool(kube, LABELS, SIGNER, namespaces, warm(size=1, pool_size=4), lambda: 0, fill)
+    try:
+        await pool.refill()
+        [view] = await eventually(pool.available, "the pool seen full")
+        stored, meta = stored_metadata(kube, view.name)
+        meta.labels = {**(meta.labels or {}), "changed": "yes"}
+        await kube.replace(stored)
+        await pool._delete(view, unchanged=True)
+        assert not stored_metadata(kube, view.name)[1].deletionTimestamp
+    finally:
+        watch.cancel()

@@ -48,50 +48,75 @@ class ManagedNamespaces:
         # cached yet, so a second pass does not delete (and count) them again.
         self._deleting: set[str] = set()
         self._unverified_reported: set[str] = set()
+        # The cache seen through views, indexed by what the reconciler asks for on every
+        # claim: with a thousand claims and namespaces, scanning the cache per question
+        # kept the event loop busy for seconds (probes failed, the lease was lost).
+        # Kept by the watch events, the only way the namespace cache changes.
+        self._views: dict[str, NamespaceView] = {}
+        self._by_claim: dict[str, set[str]] = {}
+        self._warm: set[str] = set()
 
     def _on_event(self, event: str, old: Any, new: Any) -> None:
         view = NamespaceView.of(new or old, self.labels)
+        self._unindex(view.name)
         if new is not None:
+            self._index(view)
             self._created.pop(view.name, None)
         if new is None or view.deleting:
             self._deleting.discard(view.uid)
         self._on_change(view)
 
+    def _index(self, view: NamespaceView) -> None:
+        self._views[view.name] = view
+        if view.claim_uid:
+            self._by_claim.setdefault(view.claim_uid, set()).add(view.name)
+        if view.warm_key:
+            self._warm.add(view.name)
+
+    def _unindex(self, name: str) -> None:
+        view = self._views.pop(name, None)
+        if view is None:
+            return
+        names = self._by_claim.get(view.claim_uid)
+        if names is not None:
+            names.discard(name)
+            if not names:
+                del self._by_claim[view.claim_uid]
+        self._warm.discard(name)
+
     def __len__(self) -> int:
         return len(self.informer.cache)
 
     def cached(self) -> list[NamespaceView]:
-        return [NamespaceView.of(ns, self.labels) for ns in self.informer.cache.values()]
+        return list(self._views.values())
 
     def warm(self) -> list[NamespaceView]:
         """The warm pool's namespaces that we own, cached or just created."""
-        found = {view.name: view for view in self.cached() if view.warm_key}
-        for view in self._created.values():
-            if view.warm_key and view.name not in found:
-                found[view.name] = view
-        return [view for view in found.values() if self.owned(view)]
+        found = {name: self._views[name] for name in self._warm}
+        return self._owned_with_created(found, lambda view: bool(view.warm_key))
 
     def for_claim(self, claim_uid: str) -> list[NamespaceView]:
         """The namespaces we own that were made for ``claim_uid``, cached or just created."""
-        found = {view.name: view for view in self.cached() if view.claim_uid == claim_uid}
+        found = {name: self._views[name] for name in self._by_claim.get(claim_uid, ())}
+        return self._owned_with_created(found, lambda view: view.claim_uid == claim_uid)
+
+    def _owned_with_created(
+        self, found: dict[str, NamespaceView], wanted: Callable[[NamespaceView], bool]
+    ) -> list[NamespaceView]:
         for view in self._created.values():
-            if view.claim_uid == claim_uid and view.name not in found:
+            if wanted(view) and view.name not in found:
                 found[view.name] = view
         return [view for view in found.values() if self.owned(view)]
 
     def named(self, name: str) -> NamespaceView | None:
         """The namespace ``name`` as we last wrote or saw it, signed or not (whether it is
         still there; a changed ownership key must not make it look gone); None if neither."""
-        for view in self._created.values():
-            if view.name == name:
-                return view
-        cached = self.informer.cache.get(("", name))
-        return NamespaceView.of(cached, self.labels) if cached is not None else None
+        return self._created.get(name) or self._views.get(name)
 
     def is_managed(self, name: str) -> bool:
         """Whether ``name`` is a namespace we made (cached, with a valid signature)."""
-        namespace = self.informer.cache.get(("", name))
-        return namespace is not None and self.signer.owns(NamespaceView.of(namespace, self.labels))
+        view = self._views.get(name)
+        return view is not None and self.signer.owns(view)
 
     def owned(self, view: NamespaceView) -> bool:
         if self.signer.owns(view):

@@ -137,6 +137,9 @@ class Reconciler:
             kube, self.namespaces, taints or SlotTaints(), self._requeue_claim, options.clock
         )
         self.identities = ClaimIdentities()
+        # Devices of ours each claim holds, kept by the claim events (the pool's budget
+        # is asked for on every refill pass; counting the cache each time grew with it).
+        self._held: dict[Key, int] = {}
         self.consumers = ConsumerNodes(kube, self.labels, self._requeue_claim)
         self.warm: WarmPool | None = None
         if options.warm is not None and options.warm.size > 0:
@@ -154,25 +157,27 @@ class Reconciler:
 
     # -- events ----------------------------------------------------------------------
 
-    def _relevant(self, claim: ResourceClaim | None) -> bool:
+    def _our_devices(self, claim: ResourceClaim | None) -> int:
+        """How many of our devices ``claim`` has allocated (each holds, or will hold, a
+        namespace)."""
         if claim is None or claim.status is None or claim.status.allocation is None:
-            return False
-        return bool(ClaimView(claim, self.options.driver).our_devices())
+            return 0
+        return len(ClaimView(claim, self.options.driver).our_devices())
 
     def _held_devices(self) -> int:
-        """Devices of ours allocated now: each holds, or will hold, a namespace."""
-        return sum(
-            len(ClaimView(claim, self.options.driver).our_devices())
-            for claim in self.claims.cache.values()
-            if claim.status and claim.status.allocation
-        )
+        """Devices of ours allocated now."""
+        return sum(self._held.values())
 
     def _on_claim(self, event: str, old: Any, new: Any) -> None:
         obj = new or old
         key = key_of(obj)
-        if self.warm is not None and self._relevant(new) != self._relevant(old):
+        held_before = self._held.pop(key, 0)
+        held = self._our_devices(new)
+        if held:
+            self._held[key] = held
+        if self.warm is not None and bool(held) != bool(held_before):
             self.warm.wake()  # a slot was taken or freed
-        if self._relevant(new) or self._relevant(old) or key in self.identities:
+        if held or held_before or key in self.identities:
             if obj.metadata and obj.metadata.uid:
                 self.identities.remember(key, obj.metadata.uid)
             self.queue.add(key)
@@ -279,7 +284,7 @@ class Reconciler:
 
     def requeue_all(self, keys: Iterable[Key] | None = None) -> None:
         for key in keys if keys is not None else list(self.claims.cache):
-            if self._relevant(self.claims.cache.get(key)):
+            if self._our_devices(self.claims.cache.get(key)):
                 self.queue.add(key)
 
     # -- run -------------------------------------------------------------------------

@@ -117,6 +117,9 @@ class WarmPool:
         self._key = ""
         self._taken: set[str] = set()  # names handed out, until the watch shows it
         self._filling: set[str] = set()  # names this process is filling now
+        # Names the pool is deleting (surplus or stale): never offered meanwhile. A claim
+        # that took one just before would lose its namespace to the delete.
+        self._retiring: set[str] = set()
         self._creating = 0
         self._wake = asyncio.Event()
 
@@ -139,7 +142,10 @@ class WarmPool:
         return [
             view
             for view in self.namespaces.warm()
-            if self._current(view) and view.name not in self._taken and not view.deleting
+            if self._current(view)
+            and view.name not in self._taken
+            and view.name not in self._retiring
+            and not view.deleting
         ]
 
     # -- hand-over -------------------------------------------------------------------
@@ -226,8 +232,16 @@ class WarmPool:
         budget = self.options.pool_size - self._held() - len(self._taken)
         wanted = max(0, min(self.options.size, budget))
         surplus = ready[wanted:] if len(ready) > wanted else []
-        for view in stale + surplus:
-            await self._delete(view)
+        retiring = stale + surplus
+        # Marked before the first await, so no hand-over picks one meanwhile; and each
+        # delete is conditional on the version judged, so one handed over by another
+        # writer (the API server orders the two) is a Conflict, not a lost namespace.
+        self._retiring.update(view.name for view in retiring)
+        try:
+            for view in retiring:
+                await self._delete(view, unchanged=True)
+        finally:
+            self._retiring.difference_update(view.name for view in retiring)
         missing = wanted - len(ready) - self._creating
         WARM_NAMESPACES.set(len(ready) - len(surplus))
         if missing <= 0 or self._defaults is None:
@@ -324,9 +338,13 @@ class WarmPool:
             finally:
                 self._filling.discard(name)
 
-    async def _delete(self, view: NamespaceView) -> None:
+    async def _delete(self, view: NamespaceView, unchanged: bool = False) -> None:
+        """Delete ``view``'s namespace; with ``unchanged``, only if it is still as seen."""
+        version = view.resource_version if unchanged else ""
         try:
-            await self.kube.delete(Namespace, view.name, uid=view.uid or None)
+            await self.kube.delete(
+                Namespace, view.name, uid=view.uid or None, resource_version=version or None
+            )
         except (NotFound, Conflict):
             return
         self.namespaces.deleted(view)

@@ -96,6 +96,28 @@ def check_uid(wanted: str | None, actual: str, precondition: bool) -> None:
     raise Invalid(f"metadata.uid: field is immutable ({message})", 422, "Invalid")
 
 
+def check_preconditions(uid: str | None, resource_version: str | None, meta: Data) -> None:
+    """A delete's preconditions: a mismatch fails as a 409, as the API server answers."""
+    check_uid(uid, meta["uid"], precondition=True)
+    actual = meta.get("resourceVersion")
+    if resource_version and resource_version != actual:
+        raise Conflict(
+            f"Precondition failed: ResourceVersion in precondition: {resource_version}, "
+            f"ResourceVersion in object meta: {actual}",
+            409,
+            "Conflict",
+        )
+
+
+def scope(res: type[lkr.Resource], namespace: str | None) -> str:
+    """The namespace part of a key: "" for cluster-scoped kinds, required otherwise."""
+    if not namespaced(res):
+        return ""
+    if not namespace:
+        raise Invalid(f"{res.__name__}: metadata.namespace is required", 422, "Invalid")
+    return namespace
+
+
 def key_of(data: Data) -> Key:
     return (data["metadata"].get("namespace") or "", data["metadata"]["name"])
 

@@ -55,15 +55,16 @@ from space_dra.kube_memory.objects import (
     Kind,
     R,
     as_data,
+    check_preconditions,
     check_uid,
     fresh,
     key_of,
     kind_of,
     matches,
     merge_status,
-    namespaced,
     now,
     plural,
+    scope,
     typed,
 )
 from space_dra.kube_memory.watch import Watch
@@ -246,7 +247,7 @@ class MemoryKube:
         await self._enter("create", res)
         data = self._admitted("create", obj)
         meta = data.setdefault("metadata", {})
-        namespace = self._scope(res, meta.get("namespace"))
+        namespace = scope(res, meta.get("namespace"))
         bucket = self._bucket(kind_of(res))
         name = meta.get("name") or ""
         if not name:
@@ -294,7 +295,7 @@ class MemoryKube:
         if not name:
             raise Invalid(f"apply {res.__name__}: metadata.name is required", 422, "Invalid")
         status_only = res._api_info.action == "status"
-        key = (self._scope(res, namespace or meta.get("namespace")), name)
+        key = (scope(res, namespace or meta.get("namespace")), name)
         current = self._bucket(kind_of(res)).get(key)
         if current is None:
             if status_only:
@@ -317,11 +318,17 @@ class MemoryKube:
         return typed(res, self._store(res, key, current, merged))
 
     async def delete(
-        self, res: type[R], name: str, namespace: str | None = None, *, uid: str | None = None
+        self,
+        res: type[R],
+        name: str,
+        namespace: str | None = None,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
     ) -> None:
         await self._enter("delete", res)
         current = self._existing(res, namespace, name)
-        check_uid(uid, current["metadata"]["uid"], precondition=True)
+        check_preconditions(uid, resource_version, current["metadata"])
         if current["metadata"].get("finalizers"):
             if not current["metadata"].get("deletionTimestamp"):
                 marked = fresh(current)
@@ -354,13 +361,6 @@ class MemoryKube:
 
     def _bucket(self, kind: Kind) -> dict[Key, Data]:
         return self._objects.setdefault(kind, {})
-
-    def _scope(self, res: type[lkr.Resource], namespace: str | None) -> str:
-        if not namespaced(res):
-            return ""
-        if not namespace:
-            raise Invalid(f"{res.__name__}: metadata.namespace is required", 422, "Invalid")
-        return namespace
 
     def _existing(self, res: type[lkr.Resource], namespace: str | None, name: str) -> Data:
         found = self._bucket(kind_of(res)).get((namespace or "", name))
