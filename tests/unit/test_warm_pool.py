@@ -394,3 +394,38 @@ async def test_a_namespace_changed_since_the_trim_judged_it_is_not_deleted() -> 
         assert not stored_metadata(kube, view.name)[1].deletionTimestamp
     finally:
         watch.cancel()
+
+
+async def test_the_refill_gives_way_to_claims_being_provisioned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Its writes would share the API server with the claims' own: it waits for them.
+    monkeypatch.setattr(warm_module, "REFILL_DEFER_SECONDS", 3600.0)
+    kube = MemoryKube()
+    kube.put(device_class())
+    namespaces = ManagedNamespaces(kube, LABELS, SIGNER, lambda view: None)
+    watch = asyncio.create_task(namespaces.informer.run())
+    claims_idle = asyncio.Event()
+
+    async def fill(name: str, settings: object) -> None:
+        return None
+
+    pool = WarmPool(
+        kube,
+        LABELS,
+        SIGNER,
+        namespaces,
+        warm(size=2, pool_size=4),
+        lambda: 0,
+        fill,
+        claims_idle=claims_idle,
+    )
+    refilling = asyncio.create_task(pool.run())
+    try:
+        await asyncio.sleep(0.3)
+        assert not kube.stored(Namespace), "refilled while claims were being provisioned"
+        claims_idle.set()
+        await eventually(lambda: len(ready_warm(kube)) == 2, "filled once the claims were done")
+    finally:
+        refilling.cancel()
+        watch.cancel()

@@ -45,6 +45,27 @@ async def test_a_waiting_key_is_processed_once() -> None:
     assert sorted(seen) == ["a", "b"]
 
 
+async def test_idle_only_once_every_key_waiting_or_running_is_done() -> None:
+    release = asyncio.Event()
+
+    async def process(key: str) -> None:
+        await release.wait()
+
+    queue: WorkQueue[str] = WorkQueue(process, workers=1)
+    assert queue.idle.is_set()
+    queue.add("a")
+    queue.add("b")
+    assert not queue.idle.is_set()
+    queue.start()
+    try:
+        await asyncio.sleep(0.05)
+        assert not queue.idle.is_set(), "idle while a key runs and another waits"
+        release.set()
+        await asyncio.wait_for(queue.idle.wait(), 2)
+    finally:
+        await queue.stop()
+
+
 async def test_a_key_added_while_it_runs_runs_again_afterwards_never_concurrently() -> None:
     running: set[str] = set()
     overlaps: list[str] = []

@@ -141,6 +141,7 @@ class Reconciler:
         # is asked for on every refill pass; counting the cache each time grew with it).
         self._held: dict[Key, int] = {}
         self.consumers = ConsumerNodes(kube, self.labels, self._requeue_claim)
+        self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, workers=options.workers)
         self.warm: WarmPool | None = None
         if options.warm is not None and options.warm.size > 0:
             self.warm = WarmPool(
@@ -151,9 +152,9 @@ class Reconciler:
                 options.warm,
                 self._held_devices,
                 self.provisioner.fill,
+                claims_idle=self.queue.idle,
             )
             self.provisioner.warm = self.warm
-        self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, workers=options.workers)
 
     # -- events ----------------------------------------------------------------------
 

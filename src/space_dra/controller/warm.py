@@ -26,6 +26,7 @@ Why it is safe:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -60,6 +61,8 @@ FILLING = "filling-"
 # The device a warm namespace is signed for until it is handed to a claim's device.
 WARM_DEVICE = DeviceRef(request="warm", pool="warm", device="namespace")
 REFILL_SECONDS = 2.0
+# How long a refill gives way to claims being provisioned (see WarmPool._claims_first).
+REFILL_DEFER_SECONDS = 5.0
 # Namespaces made at once while refilling.
 REFILL_CONCURRENCY = 16
 
@@ -102,9 +105,11 @@ class WarmPool:
         options: WarmOptions,
         held: Callable[[], int],
         fill: Callable[[str, Settings], object],
+        claims_idle: asyncio.Event | None = None,
     ) -> None:
         """``held()``: devices of ours allocated now; ``fill(name, settings)``: awaitable that
-        puts the namespace's contents in (the provisioner's)."""
+        puts the namespace's contents in (the provisioner's); ``claims_idle``: set while no
+        claim is being provisioned."""
         self.kube = kube
         self.labels = labels
         self.signer = signer
@@ -112,6 +117,7 @@ class WarmPool:
         self.options = options
         self._held = held
         self._fill = fill
+        self._claims_idle = claims_idle
         self._defaults: Resolved | None = None
         self._owner: OwnerReference | None = None
         self._key = ""
@@ -205,6 +211,19 @@ class WarmPool:
 
     # -- refill ----------------------------------------------------------------------
 
+    async def _claims_first(self) -> None:
+        """Wait (a while at most) until no claim is being provisioned.
+
+        A burst of claims takes the pool's namespaces with two writes each; refilling at
+        the same time adds five writes per namespace on the same API server, which on a
+        small control plane made every claim of the burst wait for the refill's writes.
+        """
+        if self._claims_idle is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REFILL_DEFER_SECONDS):
+                await self._claims_idle.wait()
+
     async def run(self) -> None:
         """Keep the pool full until cancelled; failures are logged and retried."""
         if self.options.size <= 0:
@@ -213,6 +232,7 @@ class WarmPool:
             # Cleared before, not after: a namespace handed over while this refill runs
             # (a burst) starts the next one as soon as it ends, not REFILL_SECONDS later.
             self._wake.clear()
+            await self._claims_first()
             try:
                 await self.refill()
             except KubeError as exc:

@@ -38,6 +38,9 @@ class WorkQueue(Generic[K]):
         self._again: set[K] = set()
         self._failures: dict[K, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # Set while no key waits or is being processed.
+        self.idle = asyncio.Event()
+        self.idle.set()
 
     def add(self, key: K) -> None:
         if key in self._active:
@@ -46,6 +49,7 @@ class WorkQueue(Generic[K]):
             self._waiting.add(key)
             self._queue.put_nowait(key)
             self._depth.set(len(self._waiting))
+            self.idle.clear()
 
     def add_after(self, key: K, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self.add, key)
@@ -93,3 +97,5 @@ class WorkQueue(Generic[K]):
                 if key in self._again:
                     self._again.discard(key)
                     self.add(key)
+                if not self._waiting and not self._active:
+                    self.idle.set()
