@@ -165,7 +165,8 @@ VALUES: Final = Group(
                     4,
                     "Namespaces kept ready ahead of claims for the DeviceClass's default "
                     "settings (the warm pool): a claim asking for nothing else gets one with "
-                    "one write instead of making one. Counted in pool.size. 0 turns it off.",
+                    "one write instead of making one. Counted in pool.size. 0 turns it off "
+                    "(and removes the namespaces it kept).",
                 ),
                 Value(
                     "attributes",

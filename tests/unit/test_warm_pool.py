@@ -429,3 +429,12 @@ async def test_the_refill_gives_way_to_claims_being_provisioned(
     finally:
         refilling.cancel()
         watch.cancel()
+
+
+async def test_a_pool_turned_off_removes_the_namespaces_it_kept() -> None:
+    kube = MemoryKube()
+    kube.put(device_class())
+    async with running_reconciler(kube, warm=warm(size=2)):
+        await eventually(lambda: len(ready_warm(kube)) == 2, "filled")
+    async with running_reconciler(kube, warm=warm(size=0)):
+        await eventually(lambda: not ready_warm(kube), "the kept namespaces removed")

@@ -143,7 +143,8 @@ class Reconciler:
         self.consumers = ConsumerNodes(kube, self.labels, self._requeue_claim)
         self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, workers=options.workers)
         self.warm: WarmPool | None = None
-        if options.warm is not None and options.warm.size > 0:
+        if options.warm is not None:
+            # Also at size 0: a pool turned off removes the namespaces it kept.
             self.warm = WarmPool(
                 kube,
                 self.labels,
@@ -154,7 +155,8 @@ class Reconciler:
                 self.provisioner.fill,
                 claims_idle=self.queue.idle,
             )
-            self.provisioner.warm = self.warm
+            if options.warm.size > 0:
+                self.provisioner.warm = self.warm
 
     # -- events ----------------------------------------------------------------------
 
@@ -338,7 +340,7 @@ class Reconciler:
         # Like GC, the pool's budget needs complete caches (every held slot counted).
         await asyncio.gather(self.claims.synced.wait(), self.namespaces.informer.synced.wait())
         await warm.run()
-        await asyncio.Event().wait()  # a pool of size 0 returns at once; keep the task
+        await asyncio.Event().wait()  # a pool of size 0 returns once trimmed; keep the task
 
     @property
     def synced(self) -> bool:

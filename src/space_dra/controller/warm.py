@@ -225,9 +225,8 @@ class WarmPool:
                 await self._claims_idle.wait()
 
     async def run(self) -> None:
-        """Keep the pool full until cancelled; failures are logged and retried."""
-        if self.options.size <= 0:
-            return
+        """Keep the pool full until cancelled; failures are logged and retried. A pool of
+        size 0 returns once it has removed the namespaces an earlier setting made."""
         while True:
             # Cleared before, not after: a namespace handed over while this refill runs
             # (a burst) starts the next one as soon as it ends, not REFILL_SECONDS later.
@@ -235,6 +234,8 @@ class WarmPool:
             await self._claims_first()
             try:
                 await self.refill()
+                if self.options.size <= 0:
+                    return
             except KubeError as exc:
                 log_event(log, logging.WARNING, "warm_refill_failed", error=str(exc))
             try:
