@@ -4,6 +4,8 @@ never beyond the pool's cap, and replaced when the default settings change."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -290,20 +292,44 @@ async def test_a_failed_make_never_lets_the_pool_outgrow_its_cap() -> None:
     assert len(live) <= 4, f"{len(live)} warm namespaces at once for a pool of 4"
 
 
-class SlowFillKube(MemoryKube):
-    """Holds every ServiceAccount apply (a namespace's fill) while ``gate`` is closed."""
+class GatedKube(MemoryKube):
+    """Holds every call named in ``gated`` (such as "apply ServiceAccount", a namespace's
+    fill) while ``gate`` is closed; ``held`` counts them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *gated: str) -> None:
         super().__init__()
+        self.gated = set(gated)
         self.gate = asyncio.Event()
         self.gate.set()
         self.held = 0
 
-    async def apply(self, obj: Any, **where: Any) -> Any:
-        if isinstance(obj, ServiceAccount) and not self.gate.is_set():
+    async def _enter(self, verb: str, res: Any, call: str | None = None) -> None:
+        if f"{verb} {res.__name__}" in self.gated and not self.gate.is_set():
             self.held += 1
             await self.gate.wait()
-        return await super().apply(obj, **where)
+        await super()._enter(verb, res, call)
+
+
+@contextlib.asynccontextmanager
+async def bare_pool(
+    kube: MemoryKube,
+    options: WarmOptions,
+    held: Callable[[], int] = lambda: 0,
+    claims_idle: asyncio.Event | None = None,
+) -> AsyncIterator[WarmPool]:
+    """A pool on its own (no reconciler), with the namespace watch running and an empty fill."""
+    namespaces = ManagedNamespaces(kube, LABELS, SIGNER, lambda view: None)
+    watch = asyncio.create_task(namespaces.informer.run())
+
+    async def fill(name: str, settings: object) -> None:
+        return None
+
+    try:
+        yield WarmPool(
+            kube, LABELS, SIGNER, namespaces, options, held, fill, claims_idle=claims_idle
+        )
+    finally:
+        watch.cancel()
 
 
 async def test_namespaces_handed_over_during_a_refill_are_refilled_when_it_ends(
@@ -313,7 +339,7 @@ async def test_namespaces_handed_over_during_a_refill_are_refilled_when_it_ends(
     # still filling. Its wake-up must start the next refill at once, not after the
     # periodic one (made an hour here, so only the wake-up can refill in time).
     monkeypatch.setattr(warm_module, "REFILL_SECONDS", 3600.0)
-    kube = SlowFillKube()
+    kube = GatedKube("apply ServiceAccount")
     kube.put(device_class())
     async with running_reconciler(kube, warm=warm(size=2, pool_size=6)):
         await eventually(lambda: len(ready_warm(kube)) == 2, "filled")
@@ -326,36 +352,13 @@ async def test_namespaces_handed_over_during_a_refill_are_refilled_when_it_ends(
         await eventually(lambda: len(ready_warm(kube)) == 2, "refilled for both claims")
 
 
-class SlowDeleteKube(MemoryKube):
-    """Holds every Namespace delete while ``gate`` is closed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.held = 0
-
-    async def delete(self, res: Any, name: str, namespace: str | None = None, **pre: Any) -> None:
-        if res is Namespace and not self.gate.is_set():
-            self.held += 1
-            await self.gate.wait()
-        await super().delete(res, name, namespace, **pre)
-
-
 async def test_a_namespace_the_pool_is_trimming_is_never_handed_to_a_claim() -> None:
     # The slots filled up with claims, so the pool trims its surplus one delete at a time.
     # A claim arriving meanwhile must not take a namespace the trim is about to delete.
-    kube = SlowDeleteKube()
+    kube = GatedKube("delete Namespace")
     kube.put(device_class())
     held = 0
-    namespaces = ManagedNamespaces(kube, LABELS, SIGNER, lambda view: None)
-    watch = asyncio.create_task(namespaces.informer.run())
-
-    async def fill(name: str, settings: object) -> None:
-        return None
-
-    pool = WarmPool(kube, LABELS, SIGNER, namespaces, warm(size=2, pool_size=4), lambda: held, fill)
-    try:
+    async with bare_pool(kube, warm(size=2, pool_size=4), lambda: held) as pool:
         await pool.refill()
         await eventually(lambda: len(pool.available()) == 2, "the pool seen full")
         held = 4  # every slot taken: both warm namespaces are surplus now
@@ -368,8 +371,6 @@ async def test_a_namespace_the_pool_is_trimming_is_never_handed_to_a_claim() -> 
         kube.gate.set()
         await trim
         assert handed is None, f"offered {handed.name}, which the trim was deleting"
-    finally:
-        watch.cancel()
 
 
 async def test_a_namespace_changed_since_the_trim_judged_it_is_not_deleted() -> None:
@@ -377,14 +378,7 @@ async def test_a_namespace_changed_since_the_trim_judged_it_is_not_deleted() -> 
     # its view: the version-conditional delete is refused, the namespace stays.
     kube = MemoryKube()
     kube.put(device_class())
-    namespaces = ManagedNamespaces(kube, LABELS, SIGNER, lambda view: None)
-    watch = asyncio.create_task(namespaces.informer.run())
-
-    async def fill(name: str, settings: object) -> None:
-        return None
-
-    pool = WarmPool(kube, LABELS, SIGNER, namespaces, warm(size=1, pool_size=4), lambda: 0, fill)
-    try:
+    async with bare_pool(kube, warm(size=1, pool_size=4)) as pool:
         await pool.refill()
         [view] = await eventually(pool.available, "the pool seen full")
         stored, meta = stored_metadata(kube, view.name)
@@ -392,8 +386,6 @@ async def test_a_namespace_changed_since_the_trim_judged_it_is_not_deleted() -> 
         await kube.replace(stored)
         await pool._delete(view, unchanged=True)
         assert not stored_metadata(kube, view.name)[1].deletionTimestamp
-    finally:
-        watch.cancel()
 
 
 async def test_the_refill_gives_way_to_claims_being_provisioned(
@@ -403,32 +395,16 @@ async def test_the_refill_gives_way_to_claims_being_provisioned(
     monkeypatch.setattr(warm_module, "REFILL_DEFER_SECONDS", 3600.0)
     kube = MemoryKube()
     kube.put(device_class())
-    namespaces = ManagedNamespaces(kube, LABELS, SIGNER, lambda view: None)
-    watch = asyncio.create_task(namespaces.informer.run())
     claims_idle = asyncio.Event()
-
-    async def fill(name: str, settings: object) -> None:
-        return None
-
-    pool = WarmPool(
-        kube,
-        LABELS,
-        SIGNER,
-        namespaces,
-        warm(size=2, pool_size=4),
-        lambda: 0,
-        fill,
-        claims_idle=claims_idle,
-    )
-    refilling = asyncio.create_task(pool.run())
-    try:
-        await asyncio.sleep(0.3)
-        assert not kube.stored(Namespace), "refilled while claims were being provisioned"
-        claims_idle.set()
-        await eventually(lambda: len(ready_warm(kube)) == 2, "filled once the claims were done")
-    finally:
-        refilling.cancel()
-        watch.cancel()
+    async with bare_pool(kube, warm(size=2, pool_size=4), claims_idle=claims_idle) as pool:
+        refilling = asyncio.create_task(pool.run())
+        try:
+            await asyncio.sleep(0.3)
+            assert not kube.stored(Namespace), "refilled while claims were being provisioned"
+            claims_idle.set()
+            await eventually(lambda: len(ready_warm(kube)) == 2, "filled once the claims were done")
+        finally:
+            refilling.cancel()
 
 
 async def test_a_pool_turned_off_removes_the_namespaces_it_kept() -> None:
