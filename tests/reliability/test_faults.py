@@ -269,7 +269,7 @@ def test_leader_failover_mid_provisioning(
     )
     host_driver.stop_controller()  # releases the lease
     host_driver.start_controller(crash_at="controller-after-namespace-create")
-    standby.start_controller()
+    standby.start_controller(lead=False)
     try:
         local_cluster.apply(claim_manifest(workspace, "c"))
         local_cluster.apply(pod_manifest(workspace, "p", local_cluster.testbox_image, claim="c"))

@@ -179,7 +179,14 @@ class HostDriver:
             [sys.executable, "-m", "space_dra", *args], stdout=log, stderr=log, env=env
         )
 
-    def start_controller(self, *extra: str, crash_at: str = "", wait: bool = True) -> None:
+    def start_controller(
+        self, *extra: str, crash_at: str = "", wait: bool = True, lead: bool = True
+    ) -> None:
+        """Start the controller; with ``wait``, return once it serves /readyz and, with
+        ``lead``, once it holds the Lease and is ready (caches synced, pool published).
+
+        A standby replica is ready too, so readiness alone does not say it leads: after a
+        crash the old Lease must expire first."""
         assert self.controller is None or self.controller.poll() is not None
         self.controller = self._spawn(
             [
@@ -219,6 +226,8 @@ class HostDriver:
         )
         if wait:
             self._wait_http(self.controller_port, "/readyz", "controller")
+        if wait and lead:
+            self._wait_leading()
 
     def start_plugin(self, *extra: str, crash_at: str = "", wait: bool = True) -> None:
         assert self.plugin is None or self.plugin.poll() is not None
@@ -250,6 +259,18 @@ class HostDriver:
             except OSError:
                 time.sleep(0.2)
         raise TimeoutError(f"{what} did not serve {path} on port {port}; see {self.workdir}")
+
+    def _wait_leading(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if metric(self.controller_metrics(), "space_dra_controller_leader") == 1:
+                    http_get(self.controller_port, "/readyz")  # 503 until published
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"controller did not lead and become ready; see {self.workdir}")
 
     @staticmethod
     def _stop(process: subprocess.Popen[bytes] | None, sig: int) -> None:

@@ -52,11 +52,12 @@ async def test_a_term_runs_everything_until_another_replica_takes_the_lease() ->
     kube = MemoryKube()
     controller = Controller(kube, OPTIONS)
     term = asyncio.create_task(controller.term())
-    await eventually(lambda: controller.reconciler and controller.reconciler.synced, "leading")
-    assert controller.readyz() is None
+    await eventually(
+        lambda: controller.elector.leading and controller.readyz() is None, "leading and ready"
+    )
     assert await lease_holder(kube) == "me"
     assert kube.stored(Secret), "the ownership key was created"
-    await eventually(lambda: kube.stored(ResourceSlice), "the pool published")
+    assert kube.stored(ResourceSlice), "ready means the pool is published"
 
     kube.put(make_claim(new_uid()))
     record = await eventually(lambda: device_state(kube).record, "provisioned")
@@ -81,6 +82,21 @@ def test_readiness() -> None:
     assert standby.readyz() is None, "a standby replica is ready"
     alone = Controller(kube, replace(OPTIONS, leader_elect=False))
     assert alone.readyz() == "caches not synced yet"
+
+
+async def test_the_leader_is_not_ready_until_its_pool_is_published() -> None:
+    kube = MemoryKube()
+    kube.fail_next("apply", ResourceSlice)  # the publisher retries 2 s later
+    controller = Controller(kube, OPTIONS)
+    term = asyncio.create_task(controller.term())
+    try:
+        await eventually(lambda: controller.reconciler and controller.reconciler.synced, "synced")
+        assert controller.readyz() == "pool not published yet"
+        await eventually(lambda: controller.readyz() is None, "ready once published")
+        assert kube.stored(ResourceSlice)
+    finally:
+        term.cancel()
+        await asyncio.gather(term, return_exceptions=True)
 
 
 def test_the_pod_api_server_defaults_to_the_in_cluster_service(
@@ -113,7 +129,9 @@ async def test_sigterm_stops_cleanly_and_hands_the_lease_over() -> None:
     kube.fail_next("get", Secret)  # the key is read again after a failure
     controller = Controller(kube, OPTIONS)
     running = asyncio.create_task(controller.run())
-    await eventually(lambda: controller.reconciler and controller.reconciler.synced, "leading")
+    await eventually(
+        lambda: controller.elector.leading and controller.readyz() is None, "leading and ready"
+    )
     assert "200 OK" in await http_get(controller.http.port, "/readyz")
     os.kill(os.getpid(), signal.SIGTERM)
     assert await asyncio.wait_for(running, 5) == 0

@@ -50,13 +50,18 @@ class Controller:
             ),
         )
         self.reconciler: Reconciler | None = None
+        self.publisher: SlicePublisher | None = None
         self.http = HealthServer(options.http_address, options.http_port, lambda: None, self.readyz)
 
     def readyz(self) -> str | None:
-        # A standby replica is ready; the leader once its caches are synced.
-        leads = not self.options.leader_elect or self.elector.leading
-        if leads and (self.reconciler is None or not self.reconciler.synced):
+        # A standby replica is ready; the leader once its caches are synced and the
+        # pool is published (before that, no claim can be allocated a device of ours).
+        if self.options.leader_elect and not self.elector.leading:
+            return None
+        if self.reconciler is None or not self.reconciler.synced:
             return "caches not synced yet"
+        if self.publisher is None or not self.publisher.published:
+            return "pool not published yet"
         return None
 
     async def signer_when_reachable(self) -> Signer:
@@ -134,7 +139,7 @@ class Controller:
             done, _ = await asyncio.wait([loading, *work], return_when=asyncio.FIRST_COMPLETED)
             if loading not in done:
                 return  # the Lease was lost before the key could be read
-            self.reconciler, publisher = self.components(loading.result())
+            self.reconciler, self.publisher = self.components(loading.result())
             log_event(
                 log,
                 logging.INFO,
@@ -145,7 +150,7 @@ class Controller:
             )
             work += [
                 asyncio.create_task(self.reconciler.run(), name="reconciler"),
-                asyncio.create_task(publisher.run(), name="slices"),
+                asyncio.create_task(self.publisher.run(), name="slices"),
             ]
             done, _ = await asyncio.wait(work, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -153,6 +158,7 @@ class Controller:
                 task.cancel()
             await asyncio.gather(loading, *work, return_exceptions=True)
             self.reconciler = None
+            self.publisher = None
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]

@@ -190,6 +190,8 @@ class SlicePublisher:
         # our back must not make the generation go backwards.
         self._generation = 0
         self.owner: OwnerReference | None = None
+        # Until the pool is out, the scheduler has no device of ours to allocate.
+        self.published = False
         self._dirty = asyncio.Event()
         self.informer: Informer[ResourceSlice] = Informer(
             kube, ResourceSlice, self._on_event, fields={"spec.driver": spec.driver}
@@ -285,6 +287,7 @@ class SlicePublisher:
                 self._dirty.clear()
                 try:
                     await self.sync()
+                    self.published = True
                 except KubeError as exc:
                     log_event(log, logging.ERROR, "pool_publish_failed", error=str(exc))
                     await asyncio.sleep(2)
