@@ -39,7 +39,8 @@ from bench.env import BENCH_NS, RESULTS, BenchEnv
 from bench.plots import draw
 from localcluster import ensure_cluster
 from localcluster.driverimage import build_driver_image, import_driver_image
-from space_dra.kube import LightkubeAPI, load_config
+from space_dra.kube import LightkubeAPI
+from space_dra.kube_config import load_config
 from tests.support.chart import ChartRelease
 
 Phase = Callable[[BenchEnv, argparse.Namespace], Awaitable[dict[str, Any]]]

@@ -351,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         return _start_failed(component, exc.code.removeprefix(f"{component}: "), 2)
     except (OSError, ValueError) as exc:
-        # Files, sockets, options, the client configuration (kube.ClientConfigError):
+        # Files, sockets, options, the client configuration (kube_config.ClientConfigError):
         # the message says it all.
         return _start_failed(component, f"{type(exc).__name__}: {exc}", 1)
     except Exception as exc:

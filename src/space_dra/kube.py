@@ -12,25 +12,23 @@ types.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import httpx2
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.core import resource as lkr
-from lightkube.core.exceptions import ConfigError
 from lightkube.models.authentication_v1 import BoundObjectReference, TokenRequestSpec
 from lightkube.models.meta_v1 import DeleteOptions, ObjectMeta, Preconditions
 from lightkube.resources.core_v1 import ServiceAccount
 from lightkube.resources.resource_v1 import ResourceClaim
 
+from space_dra.kube_config import current_context, load_config, transport
 from space_dra.kube_reads import (
     ListCorrupt,
     Slim,
@@ -201,37 +199,16 @@ def translated(what: str) -> Iterator[None]:
         raise KubeError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
-class ClientConfigError(ValueError):
-    """No usable client configuration: the kubeconfig file, or the in-cluster one."""
-
-
-def load_config(kubeconfig: str | None) -> KubeConfig:
-    """In-cluster config when no kubeconfig is given, else that file."""
-    try:
-        if kubeconfig:
-            return KubeConfig.from_file(kubeconfig)
-        return KubeConfig.from_service_account()
-    except ConfigError as exc:
-        where = kubeconfig or "in-cluster (no --kubeconfig given)"
-        raise ClientConfigError(f"cannot load the client configuration {where}: {exc}") from exc
-
-
-def cluster_ca(config: SingleConfig) -> bytes:
-    """The PEM CA bundle the client trusts, to hand on to workloads."""
-    cluster = config.cluster
-    if cluster.certificate_auth_data:
-        return base64.b64decode(cluster.certificate_auth_data)
-    if cluster.certificate_auth:
-        return Path(cluster.certificate_auth).read_bytes()
-    raise ValueError("the client configuration has no certificate authority to hand to pods")
-
-
 class LightkubeAPI:
     """KubeAPI and ControllerAPI over lightkube's AsyncClient."""
 
     def __init__(self, config: KubeConfig, field_manager: str) -> None:
+        single = current_context(config)
         self._client = AsyncClient(
-            config, field_manager=field_manager, timeout=httpx2.Timeout(15.0)
+            single,
+            field_manager=field_manager,
+            timeout=httpx2.Timeout(15.0),
+            transport=transport(single),
         )
         # Lists and watches go through lightkube's generic client (see kube_reads).
         self._generic: Any = self._client._client

@@ -9,7 +9,8 @@ import yaml
 from lightkube.resources.core_v1 import ConfigMap
 
 from localcluster import ClusterHandle
-from space_dra.kube import LightkubeAPI, load_config
+from space_dra.kube import LightkubeAPI
+from space_dra.kube_config import load_config
 
 pytestmark = pytest.mark.cluster
 

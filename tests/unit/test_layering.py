@@ -37,6 +37,7 @@ CORE = tuple(
         "config",
         "contract",
         "kube",
+        "kube_config",
         "kube_memory",
         "naming",
         "quantity",

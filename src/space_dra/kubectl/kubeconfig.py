@@ -20,7 +20,7 @@ import yaml
 from lightkube import KubeConfig
 from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 
-from space_dra.kube import load_config
+from space_dra.kube_config import load_config
 
 DEFAULT_KUBECONFIG = "~/.kube/config"
 # Entries of a kubeconfig that name files.

@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 
 from space_dra.config import load_policy_file
-from space_dra.kube import cluster_ca, connect
+from space_dra.kube import connect
+from space_dra.kube_config import cluster_ca
 from space_dra.kubeletplugin import run_until_signalled
 from space_dra.logs import log_event
 from space_dra.plugin.options import DriverOptions
