@@ -8,8 +8,10 @@
    1000 live namespaces, then garbage collection of all of them (claims deleted -> every
    namespace deleted or terminating, and -> every namespace gone).
 3. One claim used by 100 pods, created one after another (a pod without a claim after
-   every fourth, for the reference): each pod's start time against its index shows
-   whether joining a claim gets slower as the claim gains consumers.
+   every fourth, for the reference): each group of four's overhead against the pod
+   without a claim started right after it shows whether joining a claim gets slower as
+   the claim gains consumers. Every pod also starts more slowly as the node fills up
+   (with or without a claim); the interleaved reference cancels that out.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from bench.env import (
     watching,
 )
 from bench.podstart import plain_pod
-from bench.stats import slope, summary
+from bench.stats import interleaved_overheads, slope, summary
 from space_dra.contract import DEFAULT_DRIVER_NAME
 from tests.support.workloads import claim_manifest, pod_manifest
 
@@ -148,23 +150,40 @@ async def shared_claim(env: BenchEnv, pods: int, plain_every: int = 4) -> dict[s
             )
             if i % plain_every == plain_every - 1:
                 plain.append(await start(f"alone-{i}", plain_pod(ns, f"alone-{i}", image)))
-    reference = statistics.median(plain)
     result = {
-        "pods": pods,
-        "pod_start_s": summary(joined),
-        "without_claim_s": summary(plain),
-        "overhead_p50_s": round(statistics.median(joined) - reference, 4),
-        "overhead_slope_ms_per_pod": round(1000 * slope(list(range(pods)), joined), 3),
-        "first_10_p50_s": round(statistics.median(joined[:10]), 4),
-        "last_10_p50_s": round(statistics.median(joined[-10:]), 4),
+        **shared_claim_figures(joined, plain, plain_every),
         "pods_per_node": {n: list(nodes.values()).count(n) for n in sorted(set(nodes.values()))},
         "plugin_memory_mb": env.memory_per_node("kubelet-plugin"),
-        "samples_s": [round(s, 4) for s in joined],
-        "without_claim_samples_s": [round(s, 4) for s in plain],
     }
     await asyncio.to_thread(env.delete_all)
     await env.wait_claim_namespaces_gone()
     return result
+
+
+def shared_claim_figures(joined: list[float], plain: list[float], every: int) -> dict[str, Any]:
+    """The figures of the shared-claim run from its pod starts (``joined``, in order) and
+    those of the pods without a claim started after every ``every`` of them (``plain``)."""
+    groups = interleaved_overheads(joined, plain, every)
+    edge = max(1, len(groups) // 5)
+    first, last = statistics.median(groups[:edge]), statistics.median(groups[-edge:])
+    after = [every * (i + 1) for i in range(len(groups))]  # pods joined when measured
+    return {
+        "pods": len(joined),
+        "pod_start_s": summary(joined),
+        "without_claim_s": summary(plain),
+        "overhead_p50_s": round(statistics.median(joined) - statistics.median(plain), 4),
+        "overhead_by_group_s": [round(g, 4) for g in groups],
+        "overhead_first_fifth_s": round(first, 4),
+        "overhead_last_fifth_s": round(last, 4),
+        "overhead_drift_s": round(last - first, 4),
+        "overhead_slope_ms_per_pod": round(1000 * slope(after, groups), 3),
+        "start_slope_ms_per_pod": round(1000 * slope(list(range(len(joined))), joined), 3),
+        "without_claim_slope_ms_per_pod": round(1000 * slope(after, plain), 3),
+        "first_10_p50_s": round(statistics.median(joined[:10]), 4),
+        "last_10_p50_s": round(statistics.median(joined[-10:]), 4),
+        "samples_s": [round(s, 4) for s in joined],
+        "without_claim_samples_s": [round(s, 4) for s in plain],
+    }
 
 
 async def run(env: BenchEnv, slots: int, namespaces: int, pods: int) -> dict[str, Any]:

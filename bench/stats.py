@@ -137,3 +137,20 @@ def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     if spread == 0:
         raise ValueError("xs are all equal")
     return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
+
+
+def interleaved_overheads(
+    with_claim: Sequence[float], without: Sequence[float], every: int
+) -> list[float]:
+    """Each group's overhead against the pod without a claim started right after it.
+
+    ``with_claim`` holds pod starts in order; after every ``every`` of them one pod without
+    a claim was started (``without``). A group's overhead is the median of its ``every``
+    starts minus that neighbour's: what the node and the control plane do more slowly as
+    pods pile up slows both alike and cancels out, as in the interleaved comparisons."""
+    if every < 1 or len(without) * every > len(with_claim):
+        raise ValueError(f"{len(without)} pods without a claim cannot follow groups of {every}")
+    return [
+        statistics.median(with_claim[i * every : (i + 1) * every]) - alone
+        for i, alone in enumerate(without)
+    ]

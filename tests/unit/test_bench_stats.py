@@ -18,6 +18,7 @@ from bench.stats import (
     by_labels,
     delta,
     histogram_calls,
+    interleaved_overheads,
     parse_metrics,
     percentile,
     ramp_rate,
@@ -130,6 +131,28 @@ def test_ramp_rate_ignores_a_slow_start_and_a_straggler() -> None:
     times = [0.0] + [10.0 + i * 0.02 for i in range(99)] + [60.0]  # 50/s in the middle
     assert ramp_rate(times) == pytest.approx(50, rel=0.02)
     assert ramp_rate([1.0, 2.0]) != ramp_rate([1.0, 2.0])  # NaN: too few to say
+
+
+def test_interleaved_overheads_cancel_what_slows_every_pod_alike() -> None:
+    # The node slows every pod by 10 ms per group; pods with the claim take 50 ms more.
+    without = [1.0 + 0.01 * i for i in range(3)]
+    with_claim = [1.05 + 0.01 * (i // 2) for i in range(6)]
+    assert interleaved_overheads(with_claim, without, every=2) == pytest.approx([0.05] * 3)
+    with pytest.raises(ValueError, match="cannot follow"):
+        interleaved_overheads(with_claim[:3], without, every=2)
+
+
+def test_shared_claim_drift_is_the_overheads_not_the_nodes() -> None:
+    # 20 pods with the claim, one without after every 4; the node slows each pod by 2 ms.
+    plain = [0.6 + 0.002 * 4 * (i + 1) for i in range(5)]
+    flat = [0.65 + 0.002 * i for i in range(20)]
+    figures = scale.shared_claim_figures(flat, plain, every=4)
+    assert figures["start_slope_ms_per_pod"] == pytest.approx(2.0)
+    assert abs(figures["overhead_drift_s"]) < 0.01
+    growing = [start + 0.01 * i for i, start in enumerate(flat)]  # +10 ms per pod joined
+    figures = scale.shared_claim_figures(growing, plain, every=4)
+    assert figures["overhead_drift_s"] == pytest.approx(0.16)
+    assert figures["overhead_slope_ms_per_pod"] == pytest.approx(10.0)
 
 
 def test_slope_is_flat_for_noise_and_grows_with_a_trend() -> None:
