@@ -159,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_flag(
         plugin,
+        "--mint-ahead",
+        "SPACE_DRA_MINT_AHEAD",
+        "true",
+        "mint a claim's token as soon as the controller lists this node on its namespace, "
+        "before the kubelet asks (needs list and watch on namespaces; false: mint in prepare)",
+        boolean,
+    )
+    add_flag(
+        plugin,
         "--rolling-update-uid",
         "POD_UID",
         "",

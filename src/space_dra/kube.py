@@ -119,19 +119,13 @@ class KubeAPI(Protocol):
     ) -> IssuedToken: ...
 
 
-class ControllerAPI(KubeAPI, Protocol):
-    """What the controller asks of the API server, and nothing else.
+class WatchAPI(KubeAPI, Protocol):
+    """What the kubelet plugin asks of the API server when it mints tokens ahead of the
+    kubelet (:mod:`space_dra.plugin.ahead`): also lists and watches.
 
     Label and field selectors are equality matches (``{key: value}``). Every call
     raises a :class:`KubeError` subclass on failure.
     """
-
-    @property
-    def server(self) -> str:
-        """The API server URL this client talks to."""
-        ...
-
-    async def get(self, res: type[R], name: str, namespace: str | None = None) -> R: ...
 
     async def list(
         self,
@@ -158,6 +152,18 @@ class ControllerAPI(KubeAPI, Protocol):
         ``slim`` (on ``list`` too) reduces each object's JSON to what the caller keeps,
         before it is parsed: memory then depends on that, not on what objects carry."""
         ...
+
+
+class ControllerAPI(WatchAPI, Protocol):
+    """What the controller asks of the API server, and nothing else (every call raises a
+    :class:`KubeError` subclass on failure)."""
+
+    @property
+    def server(self) -> str:
+        """The API server URL this client talks to."""
+        ...
+
+    async def get(self, res: type[R], name: str, namespace: str | None = None) -> R: ...
 
     async def create(self, obj: R) -> R:
         """Create (``metadata.generateName`` honoured); Conflict when the name is taken."""

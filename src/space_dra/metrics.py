@@ -111,6 +111,13 @@ TOKEN_REFUSALS = Counter(
     "controller had not yet recorded a pod of the claim on this node.",
     registry=REGISTRY,
 )
+TOKENS_AHEAD = Counter(
+    "space_dra_plugin_tokens_ahead_total",
+    "Tokens minted ahead of the kubelet's prepare, by outcome: minted, used (taken by a "
+    "prepare), unused (dropped after a minute), failed (the prepare mints on its own).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 REGISTERED = Gauge(
     "space_dra_plugin_registered",
     "1 when the kubelet accepted the plugin's registration, 0 when it rejected it.",

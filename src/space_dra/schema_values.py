@@ -341,6 +341,15 @@ VALUES: Final = Group(
                     "allows 45).",
                 ),
                 Value(
+                    "mintAhead",
+                    boolean(),
+                    True,
+                    "Mint a claim's token as soon as the controller lists the node on its "
+                    "namespace, before the kubelet asks: a pod starts about one TokenRequest "
+                    "sooner (docs/performance.md). Grants the plugin list and watch on "
+                    "namespaces (docs/security.md); false: minted in NodePrepareResources.",
+                ),
+                Value(
                     "tokenLifetime",
                     integer(schema.MIN_TOKEN_SECONDS, schema.MAX_TOKEN_SECONDS),
                     _TOKEN_DEFAULT,

@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from space_dra.kube import KubeAPI
+from space_dra.kube import WatchAPI
 from space_dra.kubeletplugin import (
     ChangeSignal,
     Claim,
@@ -35,6 +35,7 @@ from space_dra.kubeletplugin import (
 )
 from space_dra.logs import log_event
 from space_dra.metrics import PREPARE_CLAIMS, PREPARE_SECONDS, UNPREPARE_CLAIMS, UNPREPARE_SECONDS
+from space_dra.plugin.ahead import MintAhead
 from space_dra.plugin.checkpoint import PreparedClaim
 from space_dra.plugin.monitor import ClaimMonitor
 from space_dra.plugin.options import DriverOptions
@@ -49,7 +50,7 @@ class NamespaceDriver:
 
     def __init__(
         self,
-        kube: KubeAPI,
+        kube: WatchAPI,
         options: DriverOptions,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -64,6 +65,14 @@ class NamespaceDriver:
         self.state = NodeState(kube, options, self._now, rng)
         # Re-reads prepared claims for their health; run() it beside the refresh.
         self.monitor = ClaimMonitor(kube, options, self.state, rng)
+        # Mints tokens before the kubelet asks (run() it when options.mint_ahead).
+        self.ahead = MintAhead(
+            kube,
+            options,
+            self.planner,
+            self.state.request_token,
+            lambda uid: uid in self.state.prepared,
+        )
 
     def _now(self) -> float:
         return self.clock()
@@ -136,7 +145,13 @@ class NamespaceDriver:
         deadline = self._now() + self.options.wait_timeout
         plan = await self.planner.plan(claim, deadline)
         planned = time.perf_counter()
-        prepared = await self.state.materialise(claim, plan, deadline)
+        ahead = [
+            await self.ahead.take(
+                claim.uid, p.record.namespace, p.record.service_account, p.token_expiration_seconds
+            )
+            for p in plan
+        ]
+        prepared = await self.state.materialise(claim, plan, deadline, ahead)
         log_event(
             log,
             logging.INFO,
@@ -147,6 +162,7 @@ class NamespaceDriver:
             # Where a slow prepare spent its time: reading the claim (and waiting for the
             # controller's record), then minting and writing the files.
             plan_ms=round((planned - started) * 1000, 1),
+            minted_ahead=sum(token is not None for token in ahead),
             materialise_ms=round((time.perf_counter() - planned) * 1000, 1),
         )
         return self._response_devices(prepared)

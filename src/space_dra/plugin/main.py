@@ -49,6 +49,7 @@ async def run(args: argparse.Namespace) -> int:
                 health_check_interval=args.health_check_interval,
                 credential_check_interval=args.credential_check_interval,
                 health_failure_threshold=args.health_failure_threshold,
+                mint_ahead=args.mint_ahead,
             ),
             plugins_dir=plugins_dir,
             registrar_dir=Path(args.registrar_dir),

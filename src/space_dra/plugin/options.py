@@ -38,6 +38,9 @@ class DriverOptions:
     # Failed token requests (or claim reads) in a row before a device turns Unhealthy
     # (requests refused) or Unknown (API server unreachable).
     health_failure_threshold: int = 3
+    # Mint each device's token when the controller lists this node on its namespace,
+    # before the kubelet's prepare (plugin.ahead); needs list and watch on namespaces.
+    mint_ahead: bool = False
     # The installation's policy (the same file the controller reads), so a claim's
     # settings resolve here exactly as they did in the controller.
     policy: Policy = field(default_factory=Policy)

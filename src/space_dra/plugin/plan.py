@@ -82,6 +82,15 @@ class Planner:
             raise ClaimError(f"claim {claim.uid}: ResourceClaim {claim.display} is not allocated")
         return view
 
+    def settings(self, view: ClaimView, device: DeviceRef) -> Settings:
+        """The device's settings as the prepare uses them; raises ConfigError."""
+        return resolve(
+            view.opaque_configs(device.request),
+            device.admin_access,
+            Settings(token_expiration_seconds=self.options.default_token_seconds),
+            installation=self.options.policy,
+        ).settings
+
     def _plan_devices(self, claim: Claim, view: ClaimView) -> tuple[list[PlannedDevice], list[str]]:
         """Plans for the devices the controller has made ready, and labels of the others."""
         devices = view.our_devices()
@@ -95,12 +104,7 @@ class Planner:
         for index, device in enumerate(devices):
             label = f"{device.request}={device.pool}/{device.device}"
             try:
-                settings = resolve(
-                    view.opaque_configs(device.request),
-                    device.admin_access,
-                    Settings(token_expiration_seconds=self.options.default_token_seconds),
-                    installation=self.options.policy,
-                ).settings
+                settings = self.settings(view, device)
                 layout = device_layout(
                     claim.uid,
                     view.display_name,

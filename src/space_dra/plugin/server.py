@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from space_dra.httpserver import HealthServer
-from space_dra.kube import KubeAPI
+from space_dra.kube import WatchAPI
 from space_dra.kubeletplugin import KubeletPlugin, Options, Serialization
 from space_dra.logs import log_event
 from space_dra.metrics import REGISTERED
@@ -43,7 +43,7 @@ def _record_registration(registered: bool, _error: str) -> None:
 class PluginServer:
     """Owns the driver, the kubelet-facing servers, the refresh task and the HTTP endpoint."""
 
-    def __init__(self, kube: KubeAPI, options: PluginOptions) -> None:
+    def __init__(self, kube: WatchAPI, options: PluginOptions) -> None:
         self.options = options
         self.driver = NamespaceDriver(kube, options.driver)
         self.kubelet = KubeletPlugin(
@@ -73,6 +73,8 @@ class PluginServer:
             asyncio.create_task(self._refresh_loop(), name="refresh"),
             asyncio.create_task(self.driver.monitor.run(), name="claim-monitor"),
         ]
+        if self.options.driver.mint_ahead:
+            self._tasks.append(asyncio.create_task(self.driver.ahead.run(), name="mint-ahead"))
         await self.http.start()
 
     async def _refresh_loop(self) -> None:
@@ -97,5 +99,6 @@ class PluginServer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.driver.ahead.stop()
         await self.http.stop()
         log_event(log, logging.INFO, "plugin_stopped")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from space_dra import faults
@@ -49,6 +49,9 @@ from space_dra.plugin.options import DriverOptions
 from space_dra.plugin.plan import PlannedDevice
 
 log = logging.getLogger(__name__)
+
+# A token as minted: (token, issued_at, expires_at), on the wall clock.
+Minted = tuple[str, float, float]
 
 
 class NodeState:
@@ -159,20 +162,27 @@ class NodeState:
     # -- prepare ---------------------------------------------------------------------
 
     async def materialise(
-        self, claim: Claim, plan: list[PlannedDevice], deadline: float
+        self,
+        claim: Claim,
+        plan: list[PlannedDevice],
+        deadline: float,
+        ahead: Sequence[Minted | None] = (),
     ) -> PreparedClaim:
-        tokens = await asyncio.gather(
-            *(
-                self.mint(
-                    claim.uid,
-                    p.record.namespace,
-                    p.record.service_account,
-                    p.token_expiration_seconds,
-                    deadline,
-                )
-                for p in plan
+        """``ahead``: per planned device, a token minted ahead of the kubelet, if any."""
+
+        async def minted(index: int, p: PlannedDevice) -> Minted:
+            known = ahead[index] if index < len(ahead) else None
+            if known is not None:
+                return known
+            return await self.mint(
+                claim.uid,
+                p.record.namespace,
+                p.record.service_account,
+                p.token_expiration_seconds,
+                deadline,
             )
-        )
+
+        tokens = await asyncio.gather(*(minted(index, p) for index, p in enumerate(plan)))
         devices = tuple(
             PreparedDevice(
                 request=p.ref.request,
@@ -212,7 +222,7 @@ class NodeState:
         service_account: str,
         lifetime: int,
         deadline: float | None = None,
-    ) -> tuple[str, float, float]:
+    ) -> Minted:
         """A token for the namespace's ServiceAccount, bound to this node; raises ClaimError.
 
         The API server lets this node mint only once the controller has recorded a pod
@@ -221,20 +231,20 @@ class NodeState:
         refusal is retried until ``deadline``; without one (background refresh), once.
         """
         try:
-            return await self._request_token(
+            return await self.request_token(
                 claim_uid, namespace, service_account, lifetime, deadline
             )
         except KubeError as exc:
             raise ClaimError(f"claim {claim_uid}: {exc}") from None
 
-    async def _request_token(
+    async def request_token(
         self,
         claim_uid: str,
         namespace: str,
         service_account: str,
         lifetime: int,
         deadline: float | None = None,
-    ) -> tuple[str, float, float]:
+    ) -> Minted:
         """:meth:`mint`, raising the API server's KubeError (the health book reads it)."""
         binding = (
             TokenBinding(self.options.node_name, {self.labels.claim_uid: claim_uid})
@@ -302,7 +312,7 @@ class NodeState:
             if not needed:
                 continue
             try:
-                token, issued_at, expires_at = await self._request_token(
+                token, issued_at, expires_at = await self.request_token(
                     claim.uid,
                     device.record.namespace,
                     device.record.service_account,
