@@ -95,6 +95,57 @@ async def test_the_prepare_takes_the_token_minted_when_the_node_was_listed(
     assert ahead_harness.server.driver.state.prepared[uid].devices[0].token_expires_at > 0
 
 
+def claim_reads(kube: MemoryKube) -> int:
+    return kube.calls.count("get_claim")
+
+
+async def test_the_prepare_uses_the_claim_read_ahead_instead_of_reading_it(
+    ahead_harness: Harness,
+) -> None:
+    kube = ahead_harness.kube
+    uid, namespace = add_claim(kube)
+    await list_nodes(kube, uid, namespace, NODE)
+    await eventually(lambda: kube.tokens_issued or None, "a token minted ahead")
+    reads = claim_reads(kube)
+    response = await ahead_harness.kubelet.prepare(("default", "test-claim", uid))
+    assert response.claims[uid].error == ""
+    assert claim_reads(kube) == reads, "the prepare made no API call"
+
+
+async def test_a_record_written_after_the_node_was_listed_is_read_again(
+    ahead_harness: Harness,
+) -> None:
+    kube = ahead_harness.kube
+    uid = new_uid()
+    namespace = f"ephemeral-ns-{uid[:5]}"
+    kube.service_accounts.add((namespace, WORKLOAD_SERVICE_ACCOUNT))
+    kube.put_claim(make_claim(uid))  # allocated; the controller's record not written yet
+    await list_nodes(kube, uid, namespace, NODE)
+    await eventually(lambda: kube.tokens_issued or None, "a token minted ahead")
+    kube.put_claim(make_claim(uid, status_devices=[ready_device("slot-0", namespace)]))
+    await asyncio.sleep(0.5)  # past the re-reads
+    reads = claim_reads(kube)
+    response = await ahead_harness.kubelet.prepare(("default", "test-claim", uid))
+    assert response.claims[uid].error == ""
+    assert claim_reads(kube) == reads
+    assert len(kube.tokens_issued) == 1
+
+
+async def test_a_claim_read_too_long_ago_is_read_again(
+    ahead_harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ahead, "READ_AHEAD_SECONDS", 0.0)
+    kube = ahead_harness.kube
+    uid, namespace = add_claim(kube)
+    await list_nodes(kube, uid, namespace, NODE)
+    await eventually(lambda: kube.tokens_issued or None, "a token minted ahead")
+    reads = claim_reads(kube)
+    response = await ahead_harness.kubelet.prepare(("default", "test-claim", uid))
+    assert response.claims[uid].error == ""
+    assert claim_reads(kube) == reads + 1
+    assert len(kube.tokens_issued) == 1, "the token minted ahead is still used"
+
+
 async def test_nothing_is_minted_for_a_namespace_that_lists_another_node(
     ahead_harness: Harness,
 ) -> None:
@@ -138,7 +189,7 @@ async def test_with_the_switch_off_tokens_are_minted_by_the_prepare_only(dirs: D
         await list_nodes(harness.kube, uid, namespace, NODE)
         await asyncio.sleep(0.3)
         assert harness.kube.tokens_issued == []
-        assert "list" not in harness.kube.calls and "watch" not in harness.kube.calls
+        assert not [c for c in harness.kube.calls if c in ("list Namespace", "watch Namespace")]
 
 
 async def test_a_token_nobody_takes_is_dropped_after_a_minute(dirs: Dirs) -> None:

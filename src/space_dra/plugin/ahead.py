@@ -1,14 +1,17 @@
-"""Tokens minted before the kubelet asks for them.
+"""Tokens minted, and claims read, before the kubelet asks for them.
 
 The controller lists a node in a claim's namespace (``<driver>/nodes``) as soon as a pod
 of the claim is bound there; the kubelet calls NodePrepareResources for that pod a few
-hundred milliseconds later (its pod admission comes first). The TokenRequest, the slowest
-API call of a prepare, can be made in that gap instead of in the prepare. This watches the
-namespaces the controller manages and, for one that newly lists this node for a claim the
-node has not prepared, reads the claim, resolves the device's token lifetime as the
-prepare will, and mints. The prepare then takes the token when it was minted for the same
-claim, namespace, ServiceAccount and lifetime, and not long ago; otherwise it mints as
-before. A token nobody takes is dropped from memory after ``KEEP_SECONDS``.
+hundred milliseconds later (its pod admission comes first; 260-300 ms on the local
+cluster). A prepare's two API calls, reading the claim and the TokenRequest, can be made in
+that gap instead. This watches the namespaces the controller manages and, for one that
+newly lists this node for a claim the node has not prepared, reads the claim, resolves the
+device's token lifetime as the prepare will, and mints; it keeps the claim once it carries
+every record of the controller (reading it again briefly if the record is still to come).
+The prepare then uses the claim read less than ``READ_AHEAD_SECONDS`` ago instead of
+reading it, and takes the token when it was minted for the same claim, namespace,
+ServiceAccount and lifetime; otherwise it reads and mints as before. A token nobody takes
+is dropped from memory after ``KEEP_SECONDS``.
 
 Nothing here widens what a node may do: the API server still judges every TokenRequest
 (the node must be listed, the claim UID must match, the token is bound to the Node). What
@@ -34,6 +37,7 @@ from space_dra.contract import (
     ClaimView,
     ManagementLabels,
     NamespaceView,
+    RecordError,
     device_label,
 )
 from space_dra.kube import KubeError, WatchAPI
@@ -48,6 +52,11 @@ log = logging.getLogger(__name__)
 KEEP_SECONDS = 60.0
 # At most this many tokens wait at once (a burst beyond it is minted by the prepares).
 MAX_WAITING = 256
+# A claim read ahead stands in for the prepare's own read for this long.
+READ_AHEAD_SECONDS = 10.0
+# Reads of a claim whose record the controller has not written yet (it writes the
+# namespace first, the claim's status next), and the pause before each re-read.
+RECORD_RETRIES = (0.05, 0.1, 0.2)
 
 Mint = Callable[[str, str, str, int], Awaitable[tuple[str, float, float]]]
 
@@ -102,6 +111,15 @@ class MintAhead:
         self._is_prepared = is_prepared
         self._monotonic = monotonic
         self._waiting: dict[tuple[str, str], _Waiting] = {}
+        # Claim UID -> (when read, on the monotonic clock; the claim with every record).
+        self._read: dict[str, tuple[float, ClaimView]] = {}
+
+    def read_ahead(self, claim_uid: str) -> ClaimView | None:
+        """The claim as read ahead with every record in, if that was a moment ago."""
+        read = self._read.pop(claim_uid, None)
+        if read is None or self._monotonic() - read[0] > READ_AHEAD_SECONDS:
+            return None
+        return read[1]
 
     async def take(
         self, claim_uid: str, namespace: str, service_account: str, lifetime: int
@@ -151,6 +169,9 @@ class MintAhead:
 
     def _drop_old(self) -> None:
         now = self._monotonic()
+        for uid, (read_at, _) in list(self._read.items()):
+            if now - read_at > READ_AHEAD_SECONDS:
+                del self._read[uid]
         for key, waiting in list(self._waiting.items()):
             if now - waiting.started > KEEP_SECONDS:
                 del self._waiting[key]
@@ -170,9 +191,17 @@ class MintAhead:
             if view.uid != namespace.claim_uid or device is None:
                 return None  # replaced, or not (or no longer) allocated this device
             lifetime = self.planner.settings(view, device).token_expiration_seconds
-            token, issued_at, expires_at = await self._mint(
-                namespace.claim_uid, namespace.name, WORKLOAD_SERVICE_ACCOUNT, lifetime
+            minting = asyncio.ensure_future(
+                self._mint(namespace.claim_uid, namespace.name, WORKLOAD_SERVICE_ACCOUNT, lifetime)
             )
+            try:
+                await self._keep_read(view, claim_namespace, claim_name)
+            except KubeError:
+                pass  # the prepare reads the claim itself
+            except asyncio.CancelledError:
+                minting.cancel()
+                raise
+            token, issued_at, expires_at = await minting
         except (KubeError, ConfigError) as exc:
             # The prepare mints (and reports) on its own; this was only a head start.
             TOKENS_AHEAD.labels("failed").inc()
@@ -187,6 +216,21 @@ class MintAhead:
             return None
         TOKENS_AHEAD.labels("minted").inc()
         return AheadToken(WORKLOAD_SERVICE_ACCOUNT, lifetime, token, issued_at, expires_at)
+
+    async def _keep_read(self, view: ClaimView, namespace: str, name: str) -> None:
+        """Keep the claim for the prepare once it has every record, reading it again
+        (a few times, briefly) while the controller has yet to write one."""
+        for pause in (*RECORD_RETRIES, None):
+            if _complete(view):
+                self._read[view.uid] = (self._monotonic(), view)
+                return
+            if pause is None:
+                return
+            await asyncio.sleep(pause)
+            again = ClaimView(await self.kube.get_claim(namespace, name), view.driver)
+            if again.uid != view.uid:
+                return
+            view = again
 
     async def run(self) -> None:
         """List and watch the managed namespaces until cancelled."""
@@ -222,3 +266,11 @@ class MintAhead:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _complete(view: ClaimView) -> bool:
+    """Every device of ours has the controller's record (a ready namespace)."""
+    try:
+        return all(view.device_state(device).record is not None for device in view.our_devices())
+    except RecordError:
+        return False

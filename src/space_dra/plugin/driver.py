@@ -143,7 +143,7 @@ class NamespaceDriver:
         # mint (see NodeState.mint), well inside the kubelet's own timeout.
         started = time.perf_counter()
         deadline = self._now() + self.options.wait_timeout
-        plan = await self.planner.plan(claim, deadline)
+        plan = await self.planner.plan(claim, deadline, self.ahead.read_ahead(claim.uid))
         planned = time.perf_counter()
         ahead = [
             await self.ahead.take(

@@ -43,9 +43,19 @@ class Planner:
         self.options = options
         self.clock = clock
 
-    async def plan(self, claim: Claim, deadline: float) -> list[PlannedDevice]:
+    async def plan(
+        self, claim: Claim, deadline: float, read_ahead: ClaimView | None = None
+    ) -> list[PlannedDevice]:
         """Read the claim, check it is ours, and wait (until ``deadline`` on the plan's
-        clock) for the controller's records."""
+        clock) for the controller's records. ``read_ahead``: the claim as read a moment ago
+        (plugin.ahead), used instead of a read when it already has every record."""
+        if read_ahead is not None and read_ahead.uid == claim.uid and read_ahead.allocated:
+            try:
+                planned, waiting_for = self._plan_devices(claim, read_ahead)
+            except ClaimError:
+                waiting_for = ["(read again)"]  # the fresh read decides
+            if not waiting_for:
+                return planned
         delay = 0.05
         while True:
             view = await self._fetch(claim)
