@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         "comma-separated CIDRs of DNS servers that are not pods (allowed as well)",
     )
     add_flag(
-        controller, "--workers", "SPACE_DRA_WORKERS", "8", "claims reconciled concurrently", int
+        controller, "--workers", "SPACE_DRA_WORKERS", "32", "claims reconciled concurrently", int
     )
     add_flag(
         controller,

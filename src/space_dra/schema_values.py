@@ -279,7 +279,7 @@ VALUES: Final = Group(
                     1,
                     "More than one replica is safe: a Lease elects the only active one.",
                 ),
-                Value("workers", integer(1), 8, "Claims reconciled concurrently."),
+                Value("workers", integer(1), 32, "Claims reconciled concurrently."),
                 Value(
                     "resyncPeriod",
                     seconds(),
@@ -344,10 +344,9 @@ VALUES: Final = Group(
                     "mintAhead",
                     boolean(),
                     True,
-                    "Mint a claim's token as soon as the controller lists the node on its "
-                    "namespace, before the kubelet asks: a pod starts about one TokenRequest "
-                    "sooner (docs/performance.md). Grants the plugin list and watch on "
-                    "namespaces (docs/security.md); false: minted in NodePrepareResources.",
+                    "Read the claim and mint its token once the node is listed on its "
+                    "namespace, before the kubelet asks (docs/performance.md); lets the plugin "
+                    "list and watch namespaces (docs/security.md). false: in the prepare.",
                 ),
                 Value(
                     "tokenLifetime",

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from space_dra.config import Policy, load_policy_file
 from space_dra.controller.manifests import DnsServers
+from space_dra.controller.workqueue import DEFAULT_WORKERS
 
 _ATTRIBUTE_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z_][A-Za-z0-9_]{0,31}$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -94,7 +95,7 @@ class ControllerOptions:
     # Never deleted, besides ``namespace`` and the always-protected ones (see gc).
     protected_namespaces: frozenset[str] = frozenset()
     resync_seconds: float = 300.0
-    workers: int = 8
+    workers: int = DEFAULT_WORKERS
     leader_elect: bool = True
     lease_name: str = "space-dra-controller"
     kubeconfig: str | None = None

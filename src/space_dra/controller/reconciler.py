@@ -40,7 +40,7 @@ from space_dra.controller.refusals import RETRIED_FAILURES
 from space_dra.controller.slices import SlotTaints
 from space_dra.controller.slim import slim_claim
 from space_dra.controller.warm import WarmOptions, WarmPool
-from space_dra.controller.workqueue import WorkQueue
+from space_dra.controller.workqueue import DEFAULT_WORKERS, WorkQueue
 from space_dra.kube import ControllerAPI, KubeError
 from space_dra.logs import log_event
 from space_dra.metrics import NAMESPACES_MANAGED
@@ -54,7 +54,7 @@ class ReconcilerOptions:
     provisioning: ProvisionerOptions
     protected_namespaces: frozenset[str]
     resync_seconds: float = 300.0
-    workers: int = 8
+    workers: int = DEFAULT_WORKERS
     warm: WarmOptions | None = None
     # When namespaces expire is judged by this clock (tests move it).
     clock: Callable[[], datetime] = utc_now
