@@ -233,3 +233,38 @@ async def test_a_token_nobody_takes_is_dropped_after_a_minute(dirs: Dirs) -> Non
     assert counted("unused") == unused + 1
     assert await minter.take(uid, namespace, WORKLOAD_SERVICE_ACCOUNT, 3600) is None
     await minter.stop()
+
+
+async def test_the_prepare_never_waits_for_a_re_read_of_the_claim(
+    ahead_harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ahead, "RECORD_RETRIES", (30.0,))
+    kube = ahead_harness.kube
+    minter = ahead_harness.server.driver.ahead
+    uid = new_uid()
+    namespace = f"ephemeral-ns-{uid[:5]}"
+    kube.service_accounts.add((namespace, WORKLOAD_SERVICE_ACCOUNT))
+    kube.put_claim(make_claim(uid))  # the controller's record not written yet
+    await list_nodes(kube, uid, namespace, NODE)
+    await eventually(lambda: kube.tokens_issued or None, "a token minted ahead")
+    kube.put_claim(make_claim(uid, status_devices=[ready_device("slot-0", namespace)]))
+
+    response = await ahead_harness.kubelet.prepare(("default", "test-claim", uid))
+
+    assert response.claims[uid].error == ""
+    assert minter._reading, "the re-read is still waiting; the prepare did not"
+    assert len(kube.tokens_issued) == 1
+
+
+async def test_a_token_nobody_takes_goes_without_another_event(
+    ahead_harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ahead, "KEEP_SECONDS", 0.2)
+    kube = ahead_harness.kube
+    minter = ahead_harness.server.driver.ahead
+    unused = counted("unused")
+    uid, namespace = add_claim(kube)
+    await list_nodes(kube, uid, namespace, NODE)
+    await eventually(lambda: kube.tokens_issued or None, "a token minted ahead")
+    await eventually(lambda: not minter._waiting or None, "the unused token dropped")
+    assert counted("unused") == unused + 1

@@ -113,6 +113,14 @@ class MintAhead:
         self._waiting: dict[tuple[str, str], _Waiting] = {}
         # Claim UID -> (when read, on the monotonic clock; the claim with every record).
         self._read: dict[str, tuple[float, ClaimView]] = {}
+        # Re-reads of claims whose record is still to come (a prepare never waits on them).
+        self._reading: set[asyncio.Task[None]] = set()
+
+    def _remember(self, key: tuple[str, str], waiting: _Waiting) -> None:
+        """Keep ``waiting`` and make sure it goes within a little over KEEP_SECONDS, even
+        if no other namespace event comes."""
+        self._waiting[key] = waiting
+        asyncio.get_running_loop().call_later(KEEP_SECONDS + 1, self._drop_old)
 
     def read_ahead(self, claim_uid: str) -> ClaimView | None:
         """The claim as read ahead with every record in, if that was a moment ago."""
@@ -129,7 +137,7 @@ class MintAhead:
         key = (claim_uid, namespace)
         waiting = self._waiting.get(key)
         if waiting is None or waiting.taken:
-            self._waiting[key] = _Waiting(self._monotonic(), None, taken=True)
+            self._remember(key, _Waiting(self._monotonic(), None, taken=True))
             return None
         waiting.taken = True
         task = waiting.task
@@ -165,7 +173,7 @@ class MintAhead:
         if len(self._waiting) >= MAX_WAITING:
             return
         task = asyncio.create_task(self._mint_for(view, claim_ref), name=f"ahead-{view.name}")
-        self._waiting[key] = _Waiting(self._monotonic(), task)
+        self._remember(key, _Waiting(self._monotonic(), task))
 
     def _drop_old(self) -> None:
         now = self._monotonic()
@@ -191,17 +199,12 @@ class MintAhead:
             if view.uid != namespace.claim_uid or device is None:
                 return None  # replaced, or not (or no longer) allocated this device
             lifetime = self.planner.settings(view, device).token_expiration_seconds
-            minting = asyncio.ensure_future(
-                self._mint(namespace.claim_uid, namespace.name, WORKLOAD_SERVICE_ACCOUNT, lifetime)
+            reading = asyncio.create_task(self._keep_read(view, claim_namespace, claim_name))
+            self._reading.add(reading)
+            reading.add_done_callback(self._reading.discard)
+            token, issued_at, expires_at = await self._mint(
+                namespace.claim_uid, namespace.name, WORKLOAD_SERVICE_ACCOUNT, lifetime
             )
-            try:
-                await self._keep_read(view, claim_namespace, claim_name)
-            except KubeError:
-                pass  # the prepare reads the claim itself
-            except asyncio.CancelledError:
-                minting.cancel()
-                raise
-            token, issued_at, expires_at = await minting
         except (KubeError, ConfigError) as exc:
             # The prepare mints (and reports) on its own; this was only a head start.
             TOKENS_AHEAD.labels("failed").inc()
@@ -219,7 +222,8 @@ class MintAhead:
 
     async def _keep_read(self, view: ClaimView, namespace: str, name: str) -> None:
         """Keep the claim for the prepare once it has every record, reading it again
-        (a few times, briefly) while the controller has yet to write one."""
+        (a few times, briefly) while the controller has yet to write one; on any failure
+        the prepare reads the claim itself."""
         for pause in (*RECORD_RETRIES, None):
             if _complete(view):
                 self._read[view.uid] = (self._monotonic(), view)
@@ -227,7 +231,10 @@ class MintAhead:
             if pause is None:
                 return
             await asyncio.sleep(pause)
-            again = ClaimView(await self.kube.get_claim(namespace, name), view.driver)
+            try:
+                again = ClaimView(await self.kube.get_claim(namespace, name), view.driver)
+            except KubeError:
+                return
             if again.uid != view.uid:
                 return
             view = again
@@ -262,7 +269,9 @@ class MintAhead:
 
     async def stop(self) -> None:
         tasks = [w.task for w in self._waiting.values() if w.task is not None]
+        tasks += self._reading
         self._waiting.clear()
+        self._read.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
