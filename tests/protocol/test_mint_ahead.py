@@ -268,3 +268,25 @@ async def test_a_token_nobody_takes_goes_without_another_event(
     await eventually(lambda: kube.tokens_issued or None, "a token minted ahead")
     await eventually(lambda: not minter._waiting or None, "the unused token dropped")
     assert counted("unused") == unused + 1
+
+
+async def test_a_restarted_plugin_mints_nothing_ahead_for_the_claims_it_prepared(
+    dirs: Dirs,
+) -> None:
+    kube = MemoryKube()
+    async with serving(dirs, kube, node_name=NODE, mint_ahead=True) as first:
+        uid, namespace = add_claim(kube)
+        response = await first.kubelet.prepare(("default", "test-claim", uid))
+        assert response.claims[uid].error == ""
+        await list_nodes(kube, uid, namespace, NODE)
+        await asyncio.sleep(0.2)
+    minted, calls = counted("minted"), len(kube.calls)
+    # The restarted plugin's first list shows the namespace listing this node again.
+    async with serving(dirs, kube, node_name=NODE, mint_ahead=True) as restarted:
+        await eventually(
+            lambda: "list Namespace" in kube.calls[calls:] or None,
+            "the restarted plugin's namespace list",
+        )
+        await asyncio.sleep(0.3)
+        assert uid in restarted.server.driver.state.prepared
+    assert counted("minted") == minted
