@@ -43,12 +43,14 @@ async def ahead_harness(dirs: Dirs) -> AsyncIterator[Harness]:
         yield started
 
 
-def add_claim(kube: MemoryKube) -> tuple[str, str]:
-    """A claim whose device the controller made ready: (claim UID, its namespace)."""
+def add_claim(kube: MemoryKube, recorded: bool = True) -> tuple[str, str]:
+    """An allocated claim, its device made ready by the controller unless not ``recorded``
+    (the record not written yet): (claim UID, its namespace)."""
     uid = new_uid()
     namespace = f"ephemeral-ns-{uid[:5]}"
     kube.service_accounts.add((namespace, WORKLOAD_SERVICE_ACCOUNT))
-    kube.put_claim(make_claim(uid, status_devices=[ready_device("slot-0", namespace)]))
+    ready = [ready_device("slot-0", namespace)] if recorded else None
+    kube.put_claim(make_claim(uid, status_devices=ready))
     return uid, namespace
 
 
@@ -116,10 +118,7 @@ async def test_a_record_written_after_the_node_was_listed_is_read_again(
     ahead_harness: Harness,
 ) -> None:
     kube = ahead_harness.kube
-    uid = new_uid()
-    namespace = f"ephemeral-ns-{uid[:5]}"
-    kube.service_accounts.add((namespace, WORKLOAD_SERVICE_ACCOUNT))
-    kube.put_claim(make_claim(uid))  # allocated; the controller's record not written yet
+    uid, namespace = add_claim(kube, recorded=False)
     await list_nodes(kube, uid, namespace, NODE)
     await eventually(lambda: kube.tokens_issued or None, "a token minted ahead")
     kube.put_claim(make_claim(uid, status_devices=[ready_device("slot-0", namespace)]))
@@ -241,10 +240,7 @@ async def test_the_prepare_never_waits_for_a_re_read_of_the_claim(
     monkeypatch.setattr(ahead, "RECORD_RETRIES", (30.0,))
     kube = ahead_harness.kube
     minter = ahead_harness.server.driver.ahead
-    uid = new_uid()
-    namespace = f"ephemeral-ns-{uid[:5]}"
-    kube.service_accounts.add((namespace, WORKLOAD_SERVICE_ACCOUNT))
-    kube.put_claim(make_claim(uid))  # the controller's record not written yet
+    uid, namespace = add_claim(kube, recorded=False)
     await list_nodes(kube, uid, namespace, NODE)
     await eventually(lambda: kube.tokens_issued or None, "a token minted ahead")
     kube.put_claim(make_claim(uid, status_devices=[ready_device("slot-0", namespace)]))
